@@ -1,0 +1,3 @@
+from vl_hub.cli.main import main
+
+raise SystemExit(main())
