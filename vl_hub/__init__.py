@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "load_dataset": "vl_hub.data.load",
     "list_datasets": "vl_hub.data.load",
+    "dataset_info": "vl_hub.data.load",
     "list_families": "vl_hub._registration",
 }
 

@@ -30,6 +30,10 @@ class InvalidExampleError(ValueError):
     """One example cannot be built (corrupt image, malformed line, missing field). Names file and line."""
 
 
+class MissingDataError(FileNotFoundError):
+    """A file or folder a builder needs is not in ``data_dir``; the message names it and says how to get it."""
+
+
 class VlHubBuilderConfig(datasets.BuilderConfig):
     """BuilderConfig with vl_hub's options.
 
@@ -60,8 +64,9 @@ SKIP_REPORTS: dict[str, SkipReport] = {}
 
 
 def missing_data_error(dataset: str, path: Path | str, instructions: str) -> FileNotFoundError:
-    """The error raised when an expected file or folder of ``dataset`` is not in ``data_dir``."""
-    return FileNotFoundError(
+    """The error raised when an expected file or folder of ``dataset`` is not in ``data_dir``
+    (a :class:`MissingDataError`, which is a ``FileNotFoundError``)."""
+    return MissingDataError(
         f"{dataset}: expected {path} but it does not exist.\n"
         f"Download the official files and pass the folder that holds them as data_dir:\n{instructions.strip()}"
     )
@@ -70,7 +75,7 @@ def missing_data_error(dataset: str, path: Path | str, instructions: str) -> Fil
 def require_data_dir(dataset: str, data_dir: str | os.PathLike[str] | None, instructions: str) -> Path:
     """``data_dir`` as a Path; raises with the download instructions when it is unset or missing."""
     if data_dir is None:
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"{dataset} needs data_dir=<folder with the official files>; none was given.\n{instructions.strip()}"
         )
     path = Path(data_dir).expanduser()
