@@ -122,7 +122,8 @@ def test_mask_tokens_rules() -> None:
 
 def test_mask_tokens_probability_and_seed() -> None:
     ids = _ids()
-    masked, labels = mask_tokens(ids, 1000, MASK, PAD, CLS, probability=0.15, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    masked, labels = mask_tokens(ids, 1000, MASK, PAD, CLS, probability=0.15, generator=g)
     selectable = (ids != PAD) & (ids != CLS)
     rate = (labels != -100).sum().item() / selectable.sum().item()
     assert rate == pytest.approx(0.15, abs=0.02)

@@ -148,7 +148,9 @@ def concat_queue(batch: torch.Tensor, queue: torch.Tensor | None) -> torch.Tenso
 
 def _check_features(name: str, feat: torch.Tensor, like: torch.Tensor) -> None:
     if feat.shape != like.shape:
-        raise ValueError(f"{name} must have the shape of image_feat {tuple(like.shape)} (N, D); got {tuple(feat.shape)}")
+        raise ValueError(
+            f"{name} must have the shape of image_feat {tuple(like.shape)} (N, D); got {tuple(feat.shape)}"
+        )
 
 
 def image_text_contrastive_loss(

@@ -110,7 +110,9 @@ def masked_lm_loss(
     if soft_labels is None:
         return loss
     if soft_labels.shape != logits.shape:
-        raise ValueError(f"soft_labels must have the logits' shape {tuple(logits.shape)}; got {tuple(soft_labels.shape)}")
+        raise ValueError(
+            f"soft_labels must have the logits' shape {tuple(logits.shape)}; got {tuple(soft_labels.shape)}"
+        )
     distill = -(F.log_softmax(logits, dim=-1) * soft_labels).sum(dim=-1)
     distill = distill[labels != ignore_index].mean()
     return (1 - alpha) * loss + alpha * distill
