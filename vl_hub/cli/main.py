@@ -17,7 +17,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from vl_hub.tasks import list_tasks
 
     print("tasks:", ", ".join(list_tasks()) or "(none yet)")
-    print("datasets:", ", ".join(list_datasets()) or "(none yet)")
+    from vl_hub.cli.datasets import datasets_line
+
+    print("datasets:", datasets_line() if list_datasets() else "(none yet)")
     return 0
 
 
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list the registered model families, tasks and datasets")
     p.set_defaults(func=_cmd_list)
+    from vl_hub.cli import datasets as datasets_cli
+
+    datasets_cli.add_parser(sub)
     return parser
 
 
