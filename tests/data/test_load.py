@@ -64,6 +64,13 @@ def test_missing_annotation_names_path_and_instructions_before_writing(tmp_path:
     assert _files(cache) == []
 
 
+def test_streaming_missing_annotation_gives_instructions(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    with pytest.raises(MissingDataError, match="(?s)annotations.jsonl.*Put annotations.jsonl and an images/ folder"):
+        load_dataset(FLAKY, data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", streaming=True)
+    assert _files(tmp_path / "cache") == []
+
+
 def test_missing_media_names_path_and_instructions(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     data = _flaky_folder(tmp_path / "data", _good_lines(5), images=("a", "b", "c", "d"))  # e.png missing

@@ -227,13 +227,22 @@ def load_dataset(
     """
     root = Path(os.path.expanduser(str(cache_dir or datasets.config.HF_DATASETS_CACHE)))
     before = _snapshot(root)
+    # Constructing a builder writes nothing but a lock file in the cache root (named after its output dir).
+    builder = load_builder(name, data_dir=data_dir, cache_dir=cache_dir, config_name=config_name, **config)
+    root_lock = root / (Path(builder._cache_dir).as_posix().replace("/", "_") + ".lock")
     try:
-        builder = load_builder(name, data_dir=data_dir, cache_dir=cache_dir, config_name=config_name, **config)
         if streaming:
-            return builder.as_streaming_dataset(split=split)
-        prepare(builder, download_mode=download_mode, _root_snapshot=before)
+            try:
+                return builder.as_streaming_dataset(split=split)
+            except BaseException as err:
+                missing = _with_download_instructions(builder, err)
+                if missing is not None:
+                    raise missing from err
+                raise
+        prepare(builder, download_mode=download_mode)
     except BaseException:
-        _remove_new_lock_files(root, before)
+        if root_lock.name not in before and not (Path(builder._cache_dir) / datasets.config.DATASET_INFO_FILENAME).exists():
+            root_lock.unlink(missing_ok=True)
         raise
     ds = builder.as_dataset(split=split)
     _warn_skipped(builder.dataset_name, skip_reports(ds))
@@ -243,7 +252,6 @@ def load_dataset(
 def prepare(
     builder: datasets.DatasetBuilder,
     download_mode: str | datasets.DownloadMode | None = None,
-    _root_snapshot: set[str] | None = None,
 ) -> None:
     """``builder.download_and_prepare()`` with vl_hub's guarantees.
 
@@ -277,8 +285,6 @@ def prepare(
                     parent.rmdir()  # only succeeds when empty: never removes another config's data
                 except OSError:
                     break
-        if _root_snapshot is not None:
-            _remove_new_lock_files(root, _root_snapshot)
         missing = _with_download_instructions(builder, err)
         if missing is not None:
             raise missing from err
@@ -291,13 +297,6 @@ def prepare(
 
 def _snapshot(root: Path) -> set[str]:
     return set(os.listdir(root)) if root.is_dir() else set()
-
-
-def _remove_new_lock_files(root: Path, before: set[str]) -> None:
-    """Removes the ``*.lock`` files that ``datasets`` created in ``root`` during a failed call."""
-    for entry in _snapshot(root) - before:
-        if entry.endswith(".lock"):
-            (root / entry).unlink(missing_ok=True)
 
 
 def _exception_chain(err: BaseException) -> Iterator[BaseException]:
