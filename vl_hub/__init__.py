@@ -18,6 +18,12 @@ _LAZY: dict[str, str] = {
     "list_datasets": "vl_hub.data.load",
     "dataset_info": "vl_hub.data.load",
     "list_families": "vl_hub._registration",
+    "AutoVlHubModel": "vl_hub.auto",
+    "AutoModelForImageTextRetrieval": "vl_hub.auto",
+    "AutoModelForVideoTextRetrieval": "vl_hub.auto",
+    "AutoModelForImagePairClassification": "vl_hub.auto",
+    "AutoModelForImageTextClassification": "vl_hub.auto",
+    "AutoModelForVideoQuestionAnswering": "vl_hub.auto",
 }
 
 __all__ = ["__version__", *_LAZY]
