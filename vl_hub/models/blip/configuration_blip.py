@@ -196,6 +196,9 @@ class BlipConfig(PreTrainedConfig):
         nlvr_merge_layer: NLVR layers from this index merge the two images' cross-attention with
             ``merge_layer`` instead of averaging (6 in BLIP, hard-coded there).
         classifier_hidden_size: hidden width of the NLVR / classification MLP (``None``: text hidden size).
+        use_distill: image-text classification (SNLI-VE) trains with momentum distillation: EMA copies
+            ``*_m`` of the encoders and ``cls_head`` give soft targets weighted by ``alpha`` (LAVIS
+            ``blip_classification`` sets it; off by default so the head carries no momentum copies).
     """
 
     model_type = "vlhub_blip"
@@ -216,6 +219,7 @@ class BlipConfig(PreTrainedConfig):
     num_answer_candidates: int = 128
     nlvr_merge_layer: int = 6
     classifier_hidden_size: int | None = None
+    use_distill: bool = False
     initializer_range: float = 0.02
     tie_word_embeddings: bool = True
 
