@@ -137,3 +137,21 @@ def test_vg_vqa_missing_image_is_skipped_and_counted(tmp_path: Path) -> None:
     ds = load_dataset("vg_vqa", data_dir=data_dir, cache_dir=tmp_path / "cache_skip", split="train", skip_invalid=True)
     assert ds["question_id"] == ["133089"]
     assert builder_utils.SKIP_REPORTS[str(data_dir / "question_answers.json")].count == 2
+
+
+def test_vg_vqa_reads_lavis_file(tmp_path: Path) -> None:
+    """LAVIS's vg_qa.json ({image, question, answer} entries, no ids) with the folders under images/."""
+    source = dummy_dir("vg_vqa")
+    data_dir = tmp_path / "vg"
+    for folder in ("VG_100K", "VG_100K_2"):
+        shutil.copytree(source / folder, data_dir / "images" / folder)
+    entries = [
+        {"image": f"{image['id']}.jpg", "question": qa["question"], "answer": [qa["answer"]], "dataset": "vg"}
+        for image in json.loads((source / "question_answers.json").read_text())
+        for qa in image["qas"]
+    ]
+    (data_dir / "vg_qa.json").write_text(json.dumps(entries))
+    ds = check_builder("vg_vqa", data_dir, tmp_path / "cache", {"train": 3}, vqa_features())
+    assert ds["train"]["question_id"] == ["0", "1", "2"]  # entry index when the file has no ids
+    assert ds["train"]["answers"] == [["Green."], ["On the sidewalk."], ["The bus."]]
+    assert ds["train"][2]["image"].size == (12, 16)
