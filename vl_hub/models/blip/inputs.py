@@ -72,3 +72,24 @@ def check_text(
             "image (repeat the images for several texts per image)"
         )
     return input_ids
+
+
+def with_first_token(input_ids: torch.Tensor, token_id: int | None, name: str = "token_id") -> torch.Tensor:
+    """A copy of ``input_ids (B, L)`` whose position 0 is ``token_id``.
+
+    BLIP puts ``[ENC]`` there for image-grounded encoding (ITM, multimodal features, VQA questions, NLVR) and
+    ``[DEC]`` for decoding, where the tokenizer wrote ``[CLS]``. Idempotent: ids that already start with
+    ``token_id`` come back equal.
+    """
+    if token_id is None:
+        raise ValueError(f"{name} is not set in the text config; set it to the tokenizer's id for that token")
+    ids = input_ids.clone()
+    ids[:, 0] = token_id
+    return ids
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Returns ``value`` when it is one of ``allowed``; raises naming the choices otherwise."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(repr(a) for a in allowed)}")
+    return value

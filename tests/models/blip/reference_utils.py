@@ -1,0 +1,115 @@
+"""Builds BLIP configs and models from the LAVIS golden fixtures (``/work/shared/reference/lavis/blip_*``).
+
+Every BLIP parity test goes through :func:`load_blip_reference`, so the fixture weights are loaded by the
+conversion code (``convert_blip_checkpoint.load_lavis_checkpoint``), never by a test-only shortcut.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+from transformers import PreTrainedModel
+
+from tests.common.reference import Reference, load_reference
+from vl_hub.models.blip.configuration_blip import BlipConfig
+from vl_hub.models.blip.convert_blip_checkpoint import load_lavis_checkpoint
+
+ModelT = TypeVar("ModelT", bound=PreTrainedModel)
+
+# constructor keyword -> BlipConfig field
+_CONSTRUCTOR_FIELDS = {
+    "embed_dim": ("embed_dim", int),
+    "max_txt_len": ("max_txt_len", int),
+    "queue_size": ("queue_size", int),
+    "alpha": ("alpha", float),
+    "momentum": ("momentum", float),
+    "num_classes": ("num_labels", int),
+    "k_test": ("k_test", int),
+}
+
+
+def _constructor_kwargs(constructor: str) -> dict[str, Any]:
+    """Numeric keyword arguments written in the fixture's ``construction.constructor`` string."""
+    found: dict[str, Any] = {}
+    for name, value in re.findall(r"(\w+)=([-+0-9.eE]+)(?=[,)])", constructor):
+        if name in _CONSTRUCTOR_FIELDS:
+            field, cast = _CONSTRUCTOR_FIELDS[name]
+            found[field] = cast(value)
+    return found
+
+
+def blip_config_from_reference(meta: dict[str, Any], **overrides: Any) -> BlipConfig:
+    """The :class:`BlipConfig` of a BLIP fixture's JSON ``meta``.
+
+    Reads ``construction.image_encoder`` (ViT), ``construction.med_config`` (text transformer; NLVR's has 8
+    layers), ``construction.embed_dim`` / the constructor's keywords (``embed_dim``, ``max_txt_len``,
+    ``num_classes`` -> ``num_labels``, ...), ``construction.prompt`` and the special ids in ``meta["tokenizer"]``
+    (``[DEC]`` = bos, ``[ENC]``, ``[SEP]`` = eos, ``[CLS]``, ``[PAD]``).
+
+    Args:
+        meta: the fixture JSON.
+        overrides: ``BlipConfig`` fields that win (``vision_config``/``text_config`` dicts are merged).
+    """
+    construction = meta["construction"]
+    vit = construction["image_encoder"]
+    med = construction["med_config"]
+    tok = meta["tokenizer"]
+    vision = {
+        "image_size": vit["img_size"],
+        "patch_size": vit["patch_size"],
+        "hidden_size": vit["embed_dim"],
+        "num_hidden_layers": vit["depth"],
+        "num_attention_heads": vit["num_heads"],
+        "mlp_ratio": vit.get("mlp_ratio", 4.0),
+        "qkv_bias": vit.get("qkv_bias", True),
+        "layer_norm_eps": vit.get("layer_norm_eps", 1e-6),
+        "drop_path_rate": vit.get("drop_path_rate", 0.0),
+    }
+    if med.get("hidden_act", "gelu") != "gelu" or med.get("add_type_embeddings", False):
+        raise ValueError(f"fixture {meta.get('name')!r} uses a MED setting BLIP does not: {med}")
+    text = {
+        "vocab_size": med["vocab_size"],
+        "hidden_size": med["hidden_size"],
+        "num_hidden_layers": med["num_hidden_layers"],
+        "num_attention_heads": med["num_attention_heads"],
+        "intermediate_size": med["intermediate_size"],
+        "max_position_embeddings": med["max_position_embeddings"],
+        "layer_norm_eps": med["layer_norm_eps"],
+        "hidden_dropout_prob": med["hidden_dropout_prob"],
+        "attention_probs_dropout_prob": med["attention_probs_dropout_prob"],
+        "encoder_width": med.get("encoder_width", vit["embed_dim"]),
+        "pad_token_id": tok["pad_token_id"],
+        "bos_token_id": tok["bos_token_id"],
+        "eos_token_id": tok["sep_token_id"],
+        "sep_token_id": tok["sep_token_id"],
+        "cls_token_id": tok["cls_token_id"],
+        "enc_token_id": tok["enc_token_id"],
+    }
+    fields: dict[str, Any] = _constructor_kwargs(construction.get("constructor", ""))
+    if "embed_dim" in construction:
+        fields["embed_dim"] = construction["embed_dim"]
+    if "prompt" in construction:
+        fields["prompt"] = construction["prompt"]
+    if "num_classes" in construction:
+        fields["num_labels"] = construction["num_classes"]
+    vision.update(overrides.pop("vision_config", None) or {})
+    text.update(overrides.pop("text_config", None) or {})
+    fields.update(overrides)
+    # Sequence-classification heads read num_labels; PreTrainedConfig accepts it as a keyword.
+    return BlipConfig(vision_config=vision, text_config=text, **fields)
+
+
+def load_blip_reference(
+    reference_dir: Path, name: str, head_class: type[ModelT], **overrides: Any
+) -> tuple[ModelT, Reference]:
+    """Loads fixture ``name`` and ``head_class`` with its LAVIS weights (through ``load_lavis_checkpoint``).
+
+    Returns:
+        ``(model in eval mode, Reference)``.
+    """
+    ref = load_reference(reference_dir, name)
+    config = blip_config_from_reference(ref.meta, **overrides)
+    model = load_lavis_checkpoint(ref.weights, config, head_class)
+    return model.eval(), ref
