@@ -1,0 +1,210 @@
+"""SBU Captioned Photo Dataset: 1M Flickr images with their user-written captions, read from the
+webdataset tar shards that img2dataset writes (one row per image-caption pair)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from collections.abc import Iterable, Iterator
+from functools import partial
+from typing import Any, BinaryIO
+
+import datasets
+
+from vl_hub.data.builder_utils import (
+    InvalidExampleError,
+    VlHubBuilderConfig,
+    guarded_examples,
+    missing_data_error,
+    require_data_dir,
+)
+from vl_hub.data.schemas import image_text_features
+
+_CITATION = """\
+@inproceedings{ordonez2011im2text,
+  title     = {Im2Text: Describing Images Using 1 Million Captioned Photographs},
+  author    = {Ordonez, Vicente and Kulkarni, Girish and Berg, Tamara L.},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year      = {2011}
+}
+"""
+
+_DESCRIPTION = """\
+SBU Captions: one million Flickr photographs with the captions their owners wrote, filtered to
+captions that describe visible content. Distributed as URL + caption lists; the images are fetched
+with img2dataset into webdataset tar shards, which this builder reads (it also streams). Used for
+vision-language pretraining (ALBEF, BLIP).
+"""
+
+_HOMEPAGE = "https://www.cs.rice.edu/~vo9/sbucaptions/"
+
+_LICENSE = "other"  # captions released for research; each image keeps its Flickr owner's licence
+
+_TASKS = ["image_text"]
+
+_INSTRUCTIONS = """\
+SBU Captions is distributed as image URLs + captions; build webdataset shards with img2dataset
+(pip install img2dataset), then pass the output folder as data_dir:
+
+  wget https://www.cs.rice.edu/~vo9/sbucaptions/sbu-captions-all.tar.gz
+  tar -xzf sbu-captions-all.tar.gz            # -> sbu-captions-all.json
+  img2dataset --url_list sbu-captions-all.json --input_format json \\
+      --url_col image_urls --caption_col captions \\
+      --output_format webdataset --output_folder sbu_shards \\
+      --processes_count 16 --thread_count 64 --image_size 256
+
+data_dir (= sbu_shards/) then holds, for each shard NNNNN:
+  NNNNN.tar          webdataset shard: <key>.jpg, <key>.txt (caption), <key>.json (url, caption, key, ...)
+  NNNNN.parquet      per-sample download status (not read)
+  NNNNN_stats.json   shard statistics (not read)
+Tar shards in sub-folders of data_dir are read too (sorted by path).
+"""
+
+_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+# webdataset convention: the sample key is the member path up to the first dot of its file name
+_MEMBER = re.compile(r"^((?:.*/)?[^/.]+)\.([^/]*)$")
+
+
+class SbuCaption(datasets.GeneratorBasedBuilder):
+    """SBU Captions from img2dataset webdataset shards: one row per (image, caption) pair."""
+
+    VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = VlHubBuilderConfig
+    BUILDER_CONFIGS = [
+        VlHubBuilderConfig(name="default", version=VERSION, description="All shards in data_dir, one train split."),
+    ]
+    DEFAULT_CONFIG_NAME = "default"
+
+    @property
+    def manual_download_instructions(self) -> str:
+        """How to build the shards with img2dataset from the official URL list."""
+        return _INSTRUCTIONS
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=_DESCRIPTION,
+            features=image_text_features(),
+            homepage=_HOMEPAGE,
+            license=_LICENSE,
+            citation=_CITATION,
+        )
+
+    def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
+        data_dir = require_data_dir("sbu_caption", self.config.data_dir, _INSTRUCTIONS).resolve()
+        shards = sorted(data_dir.rglob("*.tar"))
+        if not shards:
+            raise missing_data_error("sbu_caption", data_dir / "*.tar", _INSTRUCTIONS)
+        return [
+            datasets.SplitGenerator(
+                name=datasets.Split.TRAIN,
+                gen_kwargs={
+                    "shards": [str(p) for p in shards],
+                    "shard_names": [p.relative_to(data_dir).as_posix() for p in shards],
+                    # iter_archive reads tars the same way whether preparing or streaming
+                    "archives": [dl_manager.iter_archive(str(p)) for p in shards],
+                },
+            )
+        ]
+
+    def _generate_examples(
+        self, shards: list[str], shard_names: list[str], archives: list[Iterable[tuple[str, BinaryIO]]]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        for shard, shard_name, archive in zip(shards, shard_names, archives, strict=True):
+            examples = (
+                (
+                    f"{shard_name}/{key}",
+                    files if isinstance(files, Exception) else partial(self._example, shard, key, files),
+                )
+                for key, files in _samples(shard, archive)
+            )
+            yield from guarded_examples(self.config, examples, where=shard)
+
+    def _example(self, shard: str, key: str, files: dict[str, bytes]) -> dict[str, Any]:
+        image_ext = next((ext for ext in _IMAGE_EXTENSIONS if ext in files), None)
+        if image_ext is None:
+            raise InvalidExampleError(
+                f"{shard}: sample {key!r} has no image member (.{'/.'.join(_IMAGE_EXTENSIONS)}); it has {sorted(files)}"
+            )
+        meta = _json_member(shard, key, files)
+        if "txt" in files:
+            try:
+                caption = files["txt"].decode("utf-8").strip()
+            except UnicodeDecodeError as err:
+                raise InvalidExampleError(f"{shard}: member {key}.txt is not UTF-8 text ({err})") from err
+        elif isinstance(meta.get("caption"), str):
+            caption = meta["caption"].strip()
+        else:
+            raise InvalidExampleError(
+                f"{shard}: sample {key!r} has no caption (no {key}.txt, no 'caption' in {key}.json)"
+            )
+        member = f"{key}.{image_ext}"
+        if self.config.verify_media:
+            _check_image_bytes(shard, member, files[image_ext])
+        return {
+            "image_id": str(meta.get("key") or key.rsplit("/", 1)[-1]),
+            "image": {"path": member, "bytes": files[image_ext]},
+            "captions": [caption],
+        }
+
+
+def _samples(
+    shard: str, archive: Iterable[tuple[str, BinaryIO]]
+) -> Iterator[tuple[str, dict[str, bytes] | InvalidExampleError]]:
+    """Groups consecutive tar members sharing a key into ``(key, {extension: bytes})``.
+
+    The bytes are read while the tar stream is positioned on the member: a streamed tar cannot seek back.
+    A truncated or corrupt tar ends the shard with one ``(key, InvalidExampleError)`` item, so that
+    ``skip_invalid`` keeps the samples read before the damage.
+    """
+    key: str | None = None
+    files: dict[str, bytes] = {}
+    try:
+        for name, fileobj in archive:
+            match = _MEMBER.match(name)
+            if match is None:  # no extension: not part of any sample
+                continue
+            member_key, ext = match.group(1), match.group(2).lower()
+            if member_key != key:
+                if key is not None:
+                    yield key, files
+                key, files = member_key, {}
+            files[ext] = fileobj.read()
+    except (tarfile.TarError, EOFError, OSError) as err:
+        where = f"after sample {key!r}" if key is not None else "at its start"
+        yield (
+            f"{key}#unreadable",
+            InvalidExampleError(
+                f"{shard}: the tar archive is truncated or corrupt {where} ({type(err).__name__}: {err}); "
+                "re-download the shard, or pass skip_invalid=True to keep the samples before the damage"
+            ),
+        )
+        return
+    if key is not None:
+        yield key, files
+
+
+def _json_member(shard: str, key: str, files: dict[str, bytes]) -> dict[str, Any]:
+    if "json" not in files:
+        return {}
+    try:
+        meta = json.loads(files["json"])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InvalidExampleError(f"{shard}: member {key}.json is not valid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise InvalidExampleError(f"{shard}: member {key}.json holds a {type(meta).__name__}, expected an object")
+    return meta
+
+
+def _check_image_bytes(shard: str, member: str, data: bytes) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+    except Exception as err:  # PIL raises many types for bad files
+        raise InvalidExampleError(
+            f"{shard}: member {member} cannot be decoded as an image ({type(err).__name__}: {err}); "
+            "re-download the shard, or pass skip_invalid=True to skip such samples"
+        ) from err
