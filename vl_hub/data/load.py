@@ -17,6 +17,7 @@ On top of ``datasets`` this module adds:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -44,6 +45,29 @@ SKIP_REPORT_FILENAME = "vl_hub_skipped.json"
 
 #: the name that routes ``load_dataset`` to the user-folder loader of :mod:`vl_hub.data.custom`.
 CUSTOM_NAME = "custom"
+
+
+#: builder files imported by this module (and custom.py): datasets < 4 must not lock beside them.
+_BUILDER_FILES: set[str] = {str(Path(__file__).with_name("custom.py").resolve())}
+
+
+def _skip_script_lock_for_vl_hub_builders() -> None:
+    """datasets < 4 takes a file lock named ``<grandparent of the builder file>.lock`` every time a
+    builder is instantiated (meant for its own script cache): for our builders that would write
+    ``dataset_scripts.lock`` / ``vl_hub.lock`` beside the installed package, and fail where that is
+    read-only. Our builder files are never rewritten while loading, so no lock is needed for them."""
+    streaming = sys.modules.get("datasets.streaming")
+    original = getattr(streaming, "lock_importable_file", None)
+    if original is None or getattr(original, "_vl_hub_wrapped", False):
+        return
+
+    def lock_importable_file(importable_local_file: str) -> Any:
+        if str(Path(importable_local_file).resolve()) in _BUILDER_FILES:
+            return contextlib.nullcontext()
+        return original(importable_local_file)
+
+    lock_importable_file._vl_hub_wrapped = True  # type: ignore[attr-defined]
+    streaming.lock_importable_file = lock_importable_file  # type: ignore[union-attr]
 
 
 def dataset_scripts_dir() -> Path:
@@ -91,6 +115,7 @@ def _import_builder_module(name: str) -> ModuleType:
         module_name = f"vl_hub_dataset_scripts.{path.stem}"
     else:  # a builder outside dataset_scripts: key the module by its path so two such files never clash
         module_name = f"vl_hub_dataset_scripts.{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    _BUILDER_FILES.add(str(path.resolve()))
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -516,3 +541,6 @@ def list_dataset_tasks() -> dict[str, list[str]]:
             logger.warning("dataset %s cannot be inspected: %s", name, err)
             result[name] = ["?"]
     return result
+
+
+_skip_script_lock_for_vl_hub_builders()
