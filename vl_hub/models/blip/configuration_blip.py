@@ -191,6 +191,11 @@ class BlipConfig(PreTrainedConfig):
         k_test: ITM re-ranking depth of the retrieval scorer.
         max_txt_len: tokenizer truncation length used by the processor for this head.
         prompt: captioning prompt (its tokens get label -100).
+        prompt_input_ids: the decoder ids of ``prompt`` (``[DEC]`` + its word pieces, no ``[SEP]``; BLIP-base:
+            ``[30522, 1037, 3861, 1997]``), from ``modeling_blip_generation.caption_prompt_ids(tokenizer, prompt)``.
+            Their count is LAVIS's ``prompt_length`` (label positions set to -100) and captioning ``generate()``
+            starts from them when no ``input_ids`` are given. ``None``: unknown (then a non-empty ``prompt``
+            needs explicit ``input_ids``/labels).
         label_smoothing: of every LM loss (0.1 in BLIP).
         num_answer_candidates: VQA ranking: answers kept by first-token probability.
         nlvr_merge_layer: NLVR layers from this index merge the two images' cross-attention with
@@ -215,6 +220,7 @@ class BlipConfig(PreTrainedConfig):
     k_test: int = 256
     max_txt_len: int = 35
     prompt: str = "a picture of "
+    prompt_input_ids: list[int] | None = None
     label_smoothing: float = 0.1
     num_answer_candidates: int = 128
     nlvr_merge_layer: int = 6
@@ -239,6 +245,14 @@ class BlipConfig(PreTrainedConfig):
         _check_range("BlipConfig", "label_smoothing", self.label_smoothing, 0.0, 1.0)
         if self.queue_size < 0:
             raise ValueError(f"BlipConfig.queue_size={self.queue_size} must be >= 0")
+        if self.prompt_input_ids is not None:
+            ids = list(self.prompt_input_ids)
+            vocab, positions = self.text_config.vocab_size, self.text_config.max_position_embeddings
+            if not ids or not all(isinstance(i, int) and 0 <= i < vocab for i in ids) or len(ids) >= positions:
+                raise ValueError(
+                    f"BlipConfig.prompt_input_ids={ids} must be 1 to {positions - 1} token ids in [0, {vocab}) "
+                    "([DEC] + the prompt's word pieces); build them with caption_prompt_ids(tokenizer, prompt)"
+                )
         if self.max_txt_len > self.text_config.max_position_embeddings:
             raise ValueError(
                 f"BlipConfig.max_txt_len={self.max_txt_len} exceeds text_config.max_position_embeddings="
