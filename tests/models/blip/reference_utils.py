@@ -113,3 +113,24 @@ def load_blip_reference(
     config = blip_config_from_reference(ref.meta, **overrides)
     model = load_lavis_checkpoint(ref.weights, config, head_class)
     return model.eval(), ref
+
+
+def tiny_blip_config(**overrides: Any) -> BlipConfig:
+    """The tiny BLIP of the unit tests (mirrors the LAVIS fixtures): ViT 32 px / patch 8 / width 64 / depth 2 /
+    4 heads; BERT hidden 64 / 4 heads / intermediate 128 / 2 layers / 64 positions / vocab 232 with ``[DEC]``=230,
+    ``[ENC]``=231, ``[PAD]``=0, ``[CLS]``=2, ``[SEP]``=3; ``embed_dim`` 32; no dropout; queue of 8.
+
+    ``overrides``: ``BlipConfig`` fields (``vision_config``/``text_config`` dicts are merged into the defaults).
+    """
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    text = {
+        "vocab_size": 232, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 128, "max_position_embeddings": 64, "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0, "pad_token_id": 0, "bos_token_id": 230, "eos_token_id": 3,
+        "sep_token_id": 3, "cls_token_id": 2, "enc_token_id": 231,
+    }
+    vision.update(overrides.pop("vision_config", None) or {})
+    text.update(overrides.pop("text_config", None) or {})
+    fields: dict[str, Any] = {"embed_dim": 32, "queue_size": 8, "k_test": 4, "max_txt_len": 20}
+    fields.update(overrides)
+    return BlipConfig(vision_config=vision, text_config=text, **fields)

@@ -414,13 +414,31 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
                 raise RuntimeError(f"{online} and {momentum} have different parameter lists")
             yield from zip(params, params_m)
 
+    def _named_momentum_pairs(self) -> Iterator[tuple[str, nn.Parameter, nn.Parameter]]:
+        for online, momentum in self._momentum_names:
+            for (name, param), (_, param_m) in zip(
+                getattr(self, online).named_parameters(), getattr(self, momentum).named_parameters()
+            ):
+                yield f"{momentum}.{name}", param, param_m
+
     @torch.no_grad()
-    def copy_params(self) -> None:
-        """Sets every momentum parameter to its online parameter and freezes it (LAVIS ``copy_params``)."""
-        for param, param_m in self._momentum_pairs():
-            if param_m.device.type != "meta":
+    def copy_params(self, names: set[str] | None = None) -> None:
+        """Sets the momentum parameters (all, or those named in ``names``) to their online parameters and freezes
+        every momentum parameter (LAVIS ``copy_params``)."""
+        for name, param, param_m in self._named_momentum_pairs():
+            if (names is None or name in names) and param_m.device.type != "meta":
                 param_m.copy_(param)
             param_m.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, *args: object, **kwargs: object) -> BlipForImageTextRetrieval:  # type: ignore[override]
+        """``PreTrainedModel.from_pretrained``, then: momentum parameters the checkpoint lacks start as copies of the
+        online ones (not random), and every momentum parameter is frozen again (loading re-creates parameters with
+        ``requires_grad=True``)."""
+        want_info = bool(kwargs.pop("output_loading_info", False))
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        model.copy_params(names=set(info.get("missing_keys", ())))
+        return (model, info) if want_info else model  # type: ignore[return-value]
 
     @torch.no_grad()
     def momentum_update(self) -> None:
