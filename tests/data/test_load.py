@@ -137,3 +137,28 @@ def test_task_lookup_for_every_schema() -> None:
     assert vl_hub.dataset_info("custom").tasks == list(schemas.SCHEMAS)
     names = vl_hub.list_datasets()
     assert isinstance(names, list) and all(isinstance(n, str) for n in names) and "vl_hub_shapes" in names
+
+
+def test_builder_hash_covers_the_builder_it_subclasses(tmp_path, monkeypatch) -> None:
+    """coco_retrieval subclasses coco_caption: editing the base must invalidate the derived cache."""
+    import shutil
+
+    from vl_hub.data import load as load_module
+
+    root = tmp_path / "scripts"
+    for name in ("coco_caption", "coco_retrieval"):
+        shutil.copytree(load_module.dataset_scripts_dir() / name, root / name, ignore=shutil.ignore_patterns("dummy"))
+    monkeypatch.setenv("VLHUB_DATASET_SCRIPTS", str(root))
+    for mod in ("vl_hub_dataset_scripts.coco_caption", "vl_hub_dataset_scripts.coco_retrieval"):
+        monkeypatch.delitem(__import__("sys").modules, mod, raising=False)
+    try:
+        before = load_module.builder_files_hash("coco_retrieval")
+        base = root / "coco_caption" / "coco_caption.py"
+        base.write_text(base.read_text() + "\n# edited\n")
+        assert load_module.builder_files_hash("coco_retrieval") != before
+    finally:  # never leave modules loaded from tmp_path behind for later tests
+        import sys
+
+        for mod in ("vl_hub_dataset_scripts.coco_caption", "vl_hub_dataset_scripts.coco_retrieval"):
+            if str(tmp_path) in (getattr(sys.modules.get(mod), "__file__", "") or ""):
+                del sys.modules[mod]

@@ -161,6 +161,13 @@ def builder_files_hash(name: str) -> str:
     else:
         path = _builder_path(name)
         files = sorted(path.parent.glob("*.py"))
+        # A builder may subclass another dataset's builder (coco_retrieval -> coco_caption): their
+        # sources are part of what it generates, so they invalidate its cache too.
+        root = dataset_scripts_dir().resolve()
+        for base in builder_class(name).__mro__[1:]:
+            source = inspect.getsourcefile(base) if base.__module__ != "builtins" else None
+            if source and Path(source).resolve().is_relative_to(root) and Path(source) not in files:
+                files.append(Path(source))
     digest = hashlib.sha256()
     for file in files:
         digest.update(file.name.encode())
