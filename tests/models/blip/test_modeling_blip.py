@@ -192,13 +192,22 @@ def _batch(batch_size: int = 4, seed: int = 3) -> dict[str, torch.Tensor]:
     return {**make_inputs(batch_size, seed=seed), "idx": torch.arange(batch_size) + 10}
 
 
-def _eval_loss(model, batch, seed: int = 0) -> float:
-    """Loss in eval mode (no momentum update, no enqueue) with a fixed hard-negative draw."""
+_QUEUES = ("image_queue", "text_queue", "idx_queue", "queue_ptr")
+
+
+def _eval_loss(model, batch, queues: dict[str, torch.Tensor], seed: int = 0) -> float:
+    """Loss in eval mode (no momentum update, no enqueue) with a fixed hard-negative draw, no distillation and the
+    queues of ``queues``: training fills the queues with this very batch, which changes the ITC task itself."""
     was_training = model.training
+    current = {k: getattr(model, k).clone() for k in _QUEUES}
+    for k, v in queues.items():
+        getattr(model, k).copy_(v)
     model.eval()
     torch.manual_seed(seed)
     with torch.no_grad():
-        loss = model(**batch).loss.item()
+        loss = model(**batch, alpha=0.0).loss.item()
+    for k, v in current.items():
+        getattr(model, k).copy_(v)
     model.train(was_training)
     return loss
 
@@ -238,7 +247,8 @@ def test_retrieval_loss_matches_hand_computation() -> None:
 def test_retrieval_loss_decreases_with_optimizer_steps() -> None:
     model = tiny_model(BlipForImageTextRetrieval)
     batch = _batch()
-    before = _eval_loss(model, batch)
+    queues = {k: getattr(model, k).clone() for k in _QUEUES}
+    before = _eval_loss(model, batch, queues)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model.train()
     for _ in range(8):
@@ -247,7 +257,7 @@ def test_retrieval_loss_decreases_with_optimizer_steps() -> None:
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-    after = _eval_loss(model, batch)
+    after = _eval_loss(model, batch, queues)
     assert after < 0.8 * before, (before, after)
 
 
@@ -294,7 +304,8 @@ def test_retrieval_trains_with_transformers_trainer(tmp_path: Path) -> None:
     model = tiny_model(BlipForImageTextRetrieval)
     batch = _batch()
     rows = [{k: v[i] for k, v in batch.items()} for i in range(4)]
-    before = _eval_loss(model, batch)
+    queues = {k: getattr(model, k).clone() for k in _QUEUES}
+    before = _eval_loss(model, batch, queues)
     args = TrainingArguments(
         output_dir=str(tmp_path),
         per_device_train_batch_size=4,
@@ -311,7 +322,7 @@ def test_retrieval_trains_with_transformers_trainer(tmp_path: Path) -> None:
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 8 and all(torch.isfinite(torch.tensor(losses)))
-    after = _eval_loss(model, batch)
+    after = _eval_loss(model, batch, queues)
     assert after < 0.8 * before, (before, after)
     assert not any(p.requires_grad for _, _, p in model._named_momentum_pairs())
 
@@ -397,4 +408,21 @@ def test_loads_by_repo_id_from_local_hub_cache(tmp_path: Path, monkeypatch: pyte
         torch.testing.assert_close(
             features.get_image_features(inputs["pixel_values"]), model.get_image_features(inputs["pixel_values"]),
             atol=0, rtol=0,
+        )
+
+
+def test_retrieval_from_an_encoder_checkpoint_starts_like_lavis(tmp_path: Path) -> None:
+    """A BlipModel checkpoint has no momentum copies or queues: they start as copies / fresh LAVIS queues."""
+    encoder = tiny_model(BlipModel)
+    encoder.save_pretrained(tmp_path)
+    model = BlipForImageTextRetrieval.from_pretrained(tmp_path)
+    for name, param, param_m in model._named_momentum_pairs():
+        assert torch.equal(param, param_m) and not param_m.requires_grad, name
+    torch.testing.assert_close(model.visual_encoder.pos_embed, encoder.visual_encoder.pos_embed, atol=0, rtol=0)
+    torch.testing.assert_close(model.image_queue.norm(dim=0), torch.ones(8))
+    assert torch.equal(model.idx_queue, torch.full((1, 8), -100)) and model.queue_ptr.item() == 0
+    inputs = make_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.get_text_features(inputs["input_ids"]), encoder.get_text_features(inputs["input_ids"]), atol=0, rtol=0
         )

@@ -84,6 +84,9 @@ class BlipPreTrainedModel(VlHubPreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """BERT init for Linear/Embedding/LayerNorm; truncated normal for the ViT's cls/pos embeddings."""
         std = self.config.initializer_range
+        if module is self:
+            self._init_own_state()
+            return
         if isinstance(module, VisionTransformer):
             vstd = self.config.vision_config.initializer_range
             init.trunc_normal_(module.pos_embed, mean=0.0, std=vstd)
@@ -108,6 +111,21 @@ class BlipPreTrainedModel(VlHubPreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
+
+    def _init_own_state(self) -> None:
+        """Tensors held by the head itself: ``temp`` = ``config.temp``; ITC queues as LAVIS starts them (random unit
+        columns, ids -100, pointer 0). Through ``transformers.initialization`` so loaded values are never touched."""
+        temp = getattr(self, "temp", None)
+        if isinstance(temp, nn.Parameter):
+            init.constant_(temp, float(self.config.temp))
+        for name in ("image_queue", "text_queue"):
+            queue = getattr(self, name, None)
+            if isinstance(queue, torch.Tensor) and queue.device.type != "meta":
+                init.copy_(queue, F.normalize(torch.randn(queue.shape, device=queue.device), dim=0).to(queue.dtype))
+        for name, value in (("idx_queue", -100), ("queue_ptr", 0)):
+            buffer = getattr(self, name, None)
+            if isinstance(buffer, torch.Tensor) and buffer.device.type != "meta":
+                init.constant_(buffer, value)
 
     # ------------------------------------------------------------------ builders
     @staticmethod
