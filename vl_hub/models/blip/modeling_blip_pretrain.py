@@ -22,7 +22,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from vl_hub.layers.med import MedLMHeadModel, MedModel
@@ -252,17 +251,6 @@ class BlipForPreTraining(BlipMomentumMixin, _BlipContrastiveMixin, BlipPreTraine
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
         self.post_init()
         self.copy_params()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        """BLIP init; for the head itself also the queues (random unit columns, LAVIS), ``queue_ptr = 0`` and
-        ``temp = config.temp``, so that a checkpoint without them (e.g. a ``BlipModel`` one) loads into a usable
-        head."""
-        super()._init_weights(module)
-        if module is self:
-            init.copy_(self.image_queue, F.normalize(torch.randn_like(self.image_queue), dim=0))
-            init.copy_(self.text_queue, F.normalize(torch.randn_like(self.text_queue), dim=0))
-            init.zeros_(self.queue_ptr)
-            init.constant_(self.temp, self.config.temp)
 
     def reset_queue_ptr(self) -> None:
         """Restarts writing the queues at column 0 (LAVIS does this after loading a checkpoint)."""
