@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -18,7 +19,11 @@ from vl_hub.models.blip.convert_blip_checkpoint import (
     load_lavis_checkpoint,
     read_checkpoint,
 )
-from vl_hub.models.blip.modeling_blip import BlipForImageTextRetrieval, BlipModel, BlipPreTrainedModel
+from vl_hub.models.blip.modeling_blip import (
+    BlipForImageTextRetrieval,
+    BlipModel,
+    BlipPreTrainedModel,
+)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +162,9 @@ def test_pos_embed_is_interpolated_to_the_config_grid(reference_dir: Path) -> No
 class _TinyCaptioner(BlipPreTrainedModel):
     """A decoder head for the tied-weight tests (the real captioning head lives elsewhere)."""
 
-    _tied_weights_keys = {"text_decoder.cls.predictions.decoder.weight": "text_decoder.bert.embeddings.word_embeddings.weight"}
+    _tied_weights_keys: ClassVar[dict[str, str]] = {
+        "text_decoder.cls.predictions.decoder.weight": "text_decoder.bert.embeddings.word_embeddings.weight"
+    }
     _lavis_renames = (("decoder_alias.", "text_decoder."),)
 
     def __init__(self, config):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
-
 from transformers import AutoModel
 
 from tests.common.model_tester import ModelTesterMixin, assert_raises_clear
@@ -108,7 +108,7 @@ def tiny_model(model_class, seed: int = 0, **overrides):
 class TestBlipModel(ModelTesterMixin):
     model_class = BlipModel
     auto_class = AutoModel
-    expected_shapes = {
+    expected_shapes: ClassVar[dict[str, tuple[int, ...]]] = {
         "image_embeds": (2, 17, 64),
         "image_embeds_proj": (2, 17, 32),
         "text_embeds": (2, 7, 64),
@@ -138,7 +138,7 @@ class TestBlipModel(ModelTesterMixin):
 class TestBlipForImageTextRetrieval(ModelTesterMixin):
     model_class = BlipForImageTextRetrieval
     auto_class = AutoModelForImageTextRetrieval
-    expected_shapes = {"itm_logits": (2, 2), "image_embeds": (2, 17, 64)}
+    expected_shapes: ClassVar[dict[str, tuple[int, ...]]] = {"itm_logits": (2, 2), "image_embeds": (2, 17, 64)}
 
     def get_config(self):
         return tiny_blip_config()

@@ -96,7 +96,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     try:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the fix
+    except Exception as err:
         raise ValueError(
             f"could not read {str(path)!r} with torch.load(weights_only=True): {err}. vl_hub never unpickles "
             "arbitrary objects; re-save the weights alone, e.g. torch.save(torch.load(p, weights_only=False)"

@@ -30,7 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
-from vl_hub.layers.med import CrossAttentionFactory, MedLMHeadModel, MedModel, init_med_weights
+from vl_hub.layers.med import (
+    CrossAttentionFactory,
+    MedLMHeadModel,
+    MedModel,
+    init_med_weights,
+)
 from vl_hub.layers.vit import VisionTransformer
 from vl_hub.losses import (
     clamp_temperature_,
@@ -50,7 +55,12 @@ from vl_hub.modeling_outputs import (
 from vl_hub.modeling_utils import VlHubPreTrainedModel
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.convert_blip_checkpoint import TRAINING_STATE_PATTERNS
-from vl_hub.models.blip.inputs import check_choice, check_pixel_values, check_text, with_first_token
+from vl_hub.models.blip.inputs import (
+    check_choice,
+    check_pixel_values,
+    check_text,
+    with_first_token,
+)
 from vl_hub.retrieval_scoring import itc_similarity, rerank_top_k
 
 logger = logging.getLogger(__name__)
