@@ -1,0 +1,169 @@
+"""The shared mechanics of the builders in ``dataset_scripts/``, tested alone on hand-made inputs:
+webdataset shard reading (:mod:`vl_hub.data.webdataset`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import datasets
+import pytest
+from PIL import Image
+
+from vl_hub.data.builder_utils import SKIP_REPORTS, InvalidExampleError, MissingDataError, VlHubBuilderConfig
+from vl_hub.data.webdataset import (
+    check_image_bytes,
+    image_text_example,
+    iter_tar_samples,
+    iter_webdataset_examples,
+    json_member,
+    shard_split_generator,
+)
+
+
+def _jpeg(color: tuple[int, int, int] = (200, 10, 10)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), color).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def _archive(path: Path) -> object:
+    """The tar as builders see it: ``dl_manager.iter_archive`` (a streamed, non-seekable read)."""
+    return datasets.DownloadManager().iter_archive(str(path))
+
+
+# --------------------------------------------------------------------------------------------------
+# webdataset
+
+
+def test_tar_members_group_into_samples_by_key(tmp_path: Path) -> None:
+    shard = _write_tar(
+        tmp_path / "00000.tar",
+        [
+            ("a.jpg", b"A"),
+            ("a.txt", b"cap a"),
+            ("README", b"no extension: not a sample"),
+            ("dir/b.seg.JSON", b"{}"),  # key stops at the first dot of the file name; extension lower-cased
+            ("dir/b.jpg", b"B"),
+            ("a.json", b"{}"),  # not consecutive with the first a.*: a new sample with the same key
+        ],
+    )
+    samples = list(iter_tar_samples(str(shard), _archive(shard)))
+    assert samples == [
+        ("a", {"jpg": b"A", "txt": b"cap a"}),
+        ("dir/b", {"seg.json": b"{}", "jpg": b"B"}),
+        ("a", {"json": b"{}"}),
+    ]
+
+
+def test_truncated_tar_keeps_the_samples_before_the_damage(tmp_path: Path) -> None:
+    shard = _write_tar(tmp_path / "00000.tar", [("a.jpg", b"A" * 600), ("a.txt", b"x"), ("b.jpg", b"B" * 5000)])
+    data = shard.read_bytes()
+    shard.write_bytes(data[: 512 * 7])  # cut inside the content of b.jpg
+    samples = list(iter_tar_samples(str(shard), _archive(shard)))
+    assert samples[0] == ("a", {"jpg": b"A" * 600, "txt": b"x"})
+    key, error = samples[-1]
+    # the damage is met while reading b's first member: b is the sample named, and it is lost
+    assert len(samples) == 2 and key == "b#unreadable" and isinstance(error, InvalidExampleError)
+    assert f"{shard}: the tar archive is truncated or corrupt after sample 'b' (ReadError" in str(error)
+
+
+def test_image_text_example_reads_caption_from_txt_then_json(tmp_path: Path) -> None:
+    jpeg = _jpeg()
+    meta = json.dumps({"key": "0042", "caption": " from json "}).encode()
+    row = image_text_example("s.tar", "d/0042", {"jpg": jpeg, "txt": b" from txt \n", "json": meta})
+    assert row == {"image_id": "0042", "image": {"path": "d/0042.jpg", "bytes": jpeg}, "captions": ["from txt"]}
+    row = image_text_example("s.tar", "d/7", {"png": jpeg, "json": meta})
+    assert row["captions"] == ["from json"] and row["image"]["path"] == "d/7.png"
+    # without a "key" in the JSON the id is the sample key's file name
+    assert image_text_example("s.tar", "d/7", {"jpg": jpeg, "txt": b"c"})["image_id"] == "7"
+
+
+def test_caption_lists_only_where_asked(tmp_path: Path) -> None:
+    files = {"jpg": _jpeg(), "json": json.dumps([" a red mug", "a mug "]).encode()}
+    assert image_text_example("s.tar", "0", files, caption_lists=True)["captions"] == ["a red mug", "a mug"]
+    with pytest.raises(InvalidExampleError, match=r"s.tar: member 0.json holds a list, expected an object$"):
+        image_text_example("s.tar", "0", files)
+    with pytest.raises(InvalidExampleError, match=r"no 'caption' or caption list in 0.json"):
+        image_text_example("s.tar", "0", {"jpg": _jpeg(), "json": b"[]"}, caption_lists=True)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"txt": b"c", "json": b"{}"},
+            r"s.tar: sample 'k' has no image member \(.jpg/.jpeg/.png/.webp\); it has \['json', 'txt'\]",
+        ),
+        (
+            {"jpg": b"", "json": b'{"url": "u"}'},
+            r"s.tar: sample 'k' has no caption \(no k.txt, no 'caption' in k.json\)",
+        ),
+        ({"jpg": b"", "txt": b"\xff\xfe"}, r"s.tar: member k.txt is not UTF-8 text"),
+        ({"jpg": b"", "json": b'{"caption": '}, r"s.tar: member k.json is not valid JSON"),
+        ({"jpg": b"", "json": b'"a string"'}, r"s.tar: member k.json holds a str, expected an object"),
+    ],
+)
+def test_image_text_example_names_shard_and_member_of_a_bad_sample(files: dict[str, bytes], message: str) -> None:
+    with pytest.raises(InvalidExampleError, match=message):
+        image_text_example("s.tar", "k", files, verify_media=False)
+
+
+def test_undecodable_image_fails_only_when_verified() -> None:
+    files = {"jpg": b"\xff\xd8 not a jpeg", "txt": b"c"}
+    with pytest.raises(InvalidExampleError, match=r"s.tar: member k.jpg cannot be decoded as an image"):
+        image_text_example("s.tar", "k", files)
+    assert image_text_example("s.tar", "k", files, verify_media=False)["image"]["bytes"] == files["jpg"]
+    check_image_bytes("s.tar", "k.jpg", _jpeg())  # a good image passes silently
+
+
+def test_json_member_is_empty_without_one() -> None:
+    assert json_member("s.tar", "k", {"jpg": b""}) == {}
+
+
+def test_shard_split_generator_lists_tars_sorted_below_data_dir(tmp_path: Path) -> None:
+    for name in ("b/00000.tar", "00001.tar", "00000.tar"):
+        _write_tar(tmp_path / name, [("x.txt", b"x")])
+    (tmp_path / "00000.parquet").write_bytes(b"")
+    generator = shard_split_generator("demo", tmp_path, "how to get it", datasets.DownloadManager())
+    assert generator.name == datasets.Split.TRAIN
+    kwargs = generator.gen_kwargs
+    assert kwargs["shard_names"] == ["00000.tar", "00001.tar", "b/00000.tar"]
+    assert kwargs["shards"] == [str(tmp_path.resolve() / name) for name in kwargs["shard_names"]]
+    assert [list(archive)[0][0] for archive in kwargs["archives"]] == ["x.txt"] * 3
+
+
+def test_shard_split_generator_without_tars_names_the_pattern(tmp_path: Path) -> None:
+    with pytest.raises(MissingDataError, match=r"demo: expected .*\*\.tar but it does not exist(.|\n)*how to get it"):
+        shard_split_generator("demo", tmp_path, "how to get it", datasets.DownloadManager())
+
+
+def test_webdataset_examples_key_by_shard_and_honour_skip_invalid(tmp_path: Path) -> None:
+    good, bad = _jpeg(), b"not an image"
+    first = _write_tar(tmp_path / "00000.tar", [("0.jpg", good), ("0.txt", b"zero"), ("1.jpg", bad), ("1.txt", b"one")])
+    second = _write_tar(tmp_path / "sub/00001.tar", [("2.jpg", good), ("2.txt", b"two")])
+    shards, names = [str(first), str(second)], ["00000.tar", "sub/00001.tar"]
+
+    def run(skip: bool) -> list[tuple[str, list[str]]]:
+        config = VlHubBuilderConfig(name="t", skip_invalid=skip)
+        examples = iter_webdataset_examples(
+            config, shards, names, [_archive(first), _archive(second)], image_text_example
+        )
+        return [(key, row["captions"]) for key, row in examples]
+
+    with pytest.raises(InvalidExampleError, match="member 1.jpg cannot be decoded"):
+        run(skip=False)
+    assert run(skip=True) == [("00000.tar/0", ["zero"]), ("sub/00001.tar/2", ["two"])]
+    assert (SKIP_REPORTS[str(first)].count, SKIP_REPORTS[str(second)].count) == (1, 0)
