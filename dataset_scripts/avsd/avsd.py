@@ -19,6 +19,7 @@ from vl_hub.data.builder_utils import (
     require_path,
 )
 from vl_hub.data.schemas import video_dialog_features
+from vl_hub.data.video_builders import check_video
 
 _NAME = "avsd"
 
@@ -204,7 +205,7 @@ def _turn_row(
     return {
         "dialog_id": video_id,
         "video_id": video_id,
-        "video": _check_video(video_dir / f"{video_id}.mp4"),
+        "video": check_video(video_dir / f"{video_id}.mp4"),
         "caption": caption,
         "summary": summary,
         "history": turns[:r],
@@ -212,13 +213,3 @@ def _turn_row(
         "question": turns[r]["question"],
         "answer": turns[r]["answer"],
     }
-
-
-def _check_video(path: Path) -> str:
-    """``path`` as a string if the video file exists; otherwise an error naming it."""
-    if not path.is_file():
-        raise InvalidExampleError(
-            f"video file {path} does not exist; check the download is complete, "
-            "or pass skip_invalid=True to skip its examples"
-        )
-    return str(path)

@@ -18,6 +18,7 @@ from vl_hub.data.builder_utils import (
     require_path,
 )
 from vl_hub.data.schemas import video_text_features
+from vl_hub.data.video_builders import check_video
 
 _NAME = "didemo_retrieval"
 
@@ -149,7 +150,7 @@ class DidemoRetrieval(datasets.GeneratorBasedBuilder):
                     video_id,
                     lambda video=video, video_id=video_id, texts=texts: {
                         "video_id": video_id,
-                        "video": _official_video(video_dir, video) if official else _lavis_video(video_dir, video),
+                        "video": _official_video(video_dir, video) if official else check_video(video_dir / video),
                         "captions": [" ".join(t for t in texts if t)],
                     },
                 )
@@ -166,14 +167,3 @@ def _official_video(videos: Path, video: str) -> str:
         f"video file {videos / video}.mp4 (or {videos / video}) does not exist; check the download is "
         "complete, or pass skip_invalid=True to skip its examples"
     )
-
-
-def _lavis_video(videos: Path, video: str) -> str:
-    """``videos/<video>`` as a string if it exists; otherwise an error naming it."""
-    path = videos / video
-    if not path.is_file():
-        raise InvalidExampleError(
-            f"video file {path} does not exist; check the download is complete, "
-            "or pass skip_invalid=True to skip its examples"
-        )
-    return str(path)

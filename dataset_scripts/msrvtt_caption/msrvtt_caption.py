@@ -20,6 +20,7 @@ from vl_hub.data.builder_utils import (
     require_path,
 )
 from vl_hub.data.schemas import video_text_features
+from vl_hub.data.video_builders import check_video, lavis_caption_examples
 
 _NAME = "msrvtt_caption"
 
@@ -144,7 +145,7 @@ class MsrvttCaption(datasets.GeneratorBasedBuilder):
             examples = _official_examples(Path(annotation), Path(videos), numbers)
             where = f"{annotation} [video{numbers[0]}-video{numbers[1] - 1}]"
         else:
-            examples = _lavis_examples(Path(annotation), Path(videos))
+            examples = lavis_caption_examples(Path(annotation), Path(videos))
             where = annotation
         yield from guarded_examples(self.config, examples, where=where)
 
@@ -175,51 +176,8 @@ def _official_examples(annotation: Path, videos: Path, numbers: tuple[int, int])
                 raise InvalidExampleError(f"{annotation}: video {video_id} has no sentence")
             return {
                 "video_id": video_id,
-                "video": _check_video(videos / f"{video_id}.mp4"),
+                "video": check_video(videos / f"{video_id}.mp4"),
                 "captions": captions[video_id],
             }
 
         yield video_id, example
-
-
-def _lavis_examples(annotation: Path, videos: Path) -> Iterator[tuple[str, Any]]:
-    """LAVIS rows grouped by video in file order; a row's "caption" is a string or a list."""
-    rows = load_json(annotation)
-    if not isinstance(rows, list):
-        raise InvalidExampleError(
-            f"{annotation}: expected a JSON list of {{'video', 'caption'}}, got {type(rows).__name__}"
-        )
-    grouped: dict[str, list[str]] = {}
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("video"), str):
-            yield f"#{index}", InvalidExampleError(f"{annotation}: entry {index} has no 'video' string: {row!r:.200}")
-            continue
-        caption = row.get("caption", [])
-        captions = [caption] if isinstance(caption, str) else caption
-        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
-            yield (
-                f"#{index}",
-                InvalidExampleError(f"{annotation}: entry {index}: 'caption' is not a string or a list of strings"),
-            )
-            continue
-        grouped.setdefault(row["video"], []).extend(captions)
-    for video, captions in grouped.items():
-        video_id = video.rsplit(".", 1)[0]
-        yield (
-            video_id,
-            lambda video=video, video_id=video_id, captions=captions: {
-                "video_id": video_id,
-                "video": _check_video(videos / video),
-                "captions": [c.strip() for c in captions],
-            },
-        )
-
-
-def _check_video(path: Path) -> str:
-    """``path`` as a string if the video file exists; otherwise an error naming it."""
-    if not path.is_file():
-        raise InvalidExampleError(
-            f"video file {path} does not exist; check the download is complete, "
-            "or pass skip_invalid=True to skip its examples"
-        )
-    return str(path)

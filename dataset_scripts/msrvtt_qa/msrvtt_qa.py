@@ -10,14 +10,13 @@ from typing import Any
 import datasets
 
 from vl_hub.data.builder_utils import (
-    InvalidExampleError,
     VlHubBuilderConfig,
     guarded_examples,
-    load_json,
     require_data_dir,
     require_path,
 )
 from vl_hub.data.schemas import video_qa_features
+from vl_hub.data.video_builders import QaRow, lavis_qa_row, video_qa_examples
 
 _NAME = "msrvtt_qa"
 
@@ -130,65 +129,12 @@ class MsrvttQa(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, annotation: str, videos: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        path, video_dir = Path(annotation), Path(videos)
-        rows = load_json(path)
-        if not isinstance(rows, list):
-            raise InvalidExampleError(f"{path}: expected a JSON list of questions, got {type(rows).__name__}")
-        parse = _official_row if self.config.name == "official" else _lavis_row
-
-        def examples() -> Iterator[tuple[str, Any]]:
-            for index, row in enumerate(rows):
-                try:
-                    question_id, video_id, video_file, question, answers = parse(row, index)
-                except (KeyError, TypeError, ValueError, AttributeError) as err:
-                    yield (
-                        f"#{index}",
-                        InvalidExampleError(
-                            f"{path}: entry {index} is malformed ({type(err).__name__}: {err}): {row!r:.200}"
-                        ),
-                    )
-                    continue
-                yield (
-                    question_id,
-                    lambda q=question_id, v=video_id, f=video_file, text=question, a=answers: {
-                        "question_id": q,
-                        "video_id": v,
-                        "video": _check_video(video_dir / f),
-                        "question": text,
-                        "answers": a,
-                    },
-                )
-
-        yield from guarded_examples(self.config, examples(), where=annotation)
+        parse = _official_row if self.config.name == "official" else lavis_qa_row
+        examples = video_qa_examples(Path(annotation), Path(videos), parse)
+        yield from guarded_examples(self.config, examples, where=annotation)
 
 
-def _official_row(row: dict[str, Any], index: int) -> tuple[str, str, str, str, list[str]]:
+def _official_row(row: dict[str, Any], index: int) -> QaRow:
     """``{"id", "video_id": N, "question", "answer"}`` -> (question_id, videoN, videoN.mp4, question, [answer])."""
     video_id = f"video{int(row['video_id'])}"
     return str(row["id"]), video_id, f"{video_id}.mp4", row["question"].strip(), [row["answer"].strip()]
-
-
-def _lavis_row(row: dict[str, Any], index: int) -> tuple[str, str, str, str, list[str]]:
-    """``{"video", "question", "answer", "question_id"}``; the answer may be a string or a list."""
-    answer = row["answer"]
-    answers = [answer] if isinstance(answer, str) else list(answer)
-    video = row["video"]
-    if not isinstance(video, str):
-        raise TypeError(f"'video' is {type(video).__name__}, expected a file name")
-    return (
-        str(row.get("question_id", index)),
-        video.rsplit(".", 1)[0],
-        video,
-        row["question"].strip(),
-        [a.strip() for a in answers],
-    )
-
-
-def _check_video(path: Path) -> str:
-    """``path`` as a string if the video file exists; otherwise an error naming it."""
-    if not path.is_file():
-        raise InvalidExampleError(
-            f"video file {path} does not exist; check the download is complete, "
-            "or pass skip_invalid=True to skip its examples"
-        )
-    return str(path)

@@ -20,6 +20,7 @@ from vl_hub.data.builder_utils import (
     require_path,
 )
 from vl_hub.data.schemas import video_text_features
+from vl_hub.data.video_builders import check_video, lavis_caption_examples
 
 _NAME = "msrvtt_retrieval"
 
@@ -155,7 +156,7 @@ class MsrvttRetrieval(datasets.GeneratorBasedBuilder):
         self, annotation: str | None, videos: str, split_csv: str | None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         if split_csv is None:
-            examples = _lavis_examples(Path(annotation), Path(videos))
+            examples = lavis_caption_examples(Path(annotation), Path(videos))
         elif annotation is None:
             examples = _jsfusion_test_examples(Path(split_csv), Path(videos))
         else:
@@ -197,7 +198,7 @@ def _train_examples(annotation: Path, split_csv: Path, videos: Path) -> Iterator
                 raise InvalidExampleError(f"{split_csv}: line {line}: video {video_id} has no sentence in {annotation}")
             return {
                 "video_id": video_id,
-                "video": _check_video(videos / f"{video_id}.mp4"),
+                "video": check_video(videos / f"{video_id}.mp4"),
                 "captions": captions[video_id],
             }
 
@@ -213,50 +214,7 @@ def _jsfusion_test_examples(test_csv: Path, videos: Path) -> Iterator[tuple[str,
             video_id,
             lambda video_id=video_id, sentences=sentences: {
                 "video_id": video_id,
-                "video": _check_video(videos / f"{video_id}.mp4"),
+                "video": check_video(videos / f"{video_id}.mp4"),
                 "captions": sentences,
             },
         )
-
-
-def _lavis_examples(annotation: Path, videos: Path) -> Iterator[tuple[str, Any]]:
-    """LAVIS rows grouped by video in file order; a row's "caption" is a string or a list."""
-    rows = load_json(annotation)
-    if not isinstance(rows, list):
-        raise InvalidExampleError(
-            f"{annotation}: expected a JSON list of {{'video', 'caption'}}, got {type(rows).__name__}"
-        )
-    grouped: dict[str, list[str]] = {}
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("video"), str):
-            yield f"#{index}", InvalidExampleError(f"{annotation}: entry {index} has no 'video' string: {row!r:.200}")
-            continue
-        caption = row.get("caption", [])
-        captions = [caption] if isinstance(caption, str) else caption
-        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
-            yield (
-                f"#{index}",
-                InvalidExampleError(f"{annotation}: entry {index}: 'caption' is not a string or a list of strings"),
-            )
-            continue
-        grouped.setdefault(row["video"], []).extend(captions)
-    for video, captions in grouped.items():
-        video_id = video.rsplit(".", 1)[0]
-        yield (
-            video_id,
-            lambda video=video, video_id=video_id, captions=captions: {
-                "video_id": video_id,
-                "video": _check_video(videos / video),
-                "captions": [c.strip() for c in captions],
-            },
-        )
-
-
-def _check_video(path: Path) -> str:
-    """``path`` as a string if the video file exists; otherwise an error naming it."""
-    if not path.is_file():
-        raise InvalidExampleError(
-            f"video file {path} does not exist; check the download is complete, "
-            "or pass skip_invalid=True to skip its examples"
-        )
-    return str(path)

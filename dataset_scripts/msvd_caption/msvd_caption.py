@@ -15,11 +15,11 @@ from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
     guarded_examples,
-    load_json,
     require_data_dir,
     require_path,
 )
 from vl_hub.data.schemas import video_text_features
+from vl_hub.data.video_builders import check_video, lavis_caption_examples, read_youtube_mapping
 
 _NAME = "msvd_caption"
 
@@ -146,24 +146,11 @@ class MsvdCaption(datasets.GeneratorBasedBuilder):
         annotation: str | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         if annotation is not None:
-            yield from guarded_examples(self.config, _lavis_examples(Path(annotation), Path(videos)), where=annotation)
+            examples = lavis_caption_examples(Path(annotation), Path(videos))
+            yield from guarded_examples(self.config, examples, where=annotation)
             return
         examples = _official_examples(Path(corpus), Path(mapping), Path(videos), numbers)
         yield from guarded_examples(self.config, examples, where=f"{mapping} [vid{numbers[0]}-vid{numbers[1] - 1}]")
-
-
-def _read_youtube_mapping(path: Path) -> dict[int, str]:
-    """``youtube_mapping.txt`` as {clip number: clip name}, e.g. {1: "-4wsuPCjDBc_5_15"}."""
-    mapping: dict[int, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2 or not parts[1].startswith("vid") or not parts[1][3:].isdigit():
-                raise InvalidExampleError(f"{path}: line {line_number} is not '<clip> vid<N>': {line.strip()!r}")
-            mapping[int(parts[1][3:])] = parts[0]
-    return mapping
 
 
 def _english_descriptions(corpus: Path) -> dict[str, list[str]]:
@@ -193,7 +180,7 @@ def _english_descriptions(corpus: Path) -> dict[str, list[str]]:
 def _official_examples(
     corpus: Path, mapping_path: Path, videos: Path, numbers: tuple[int, int]
 ) -> Iterator[tuple[str, Any]]:
-    mapping = _read_youtube_mapping(mapping_path)
+    mapping = read_youtube_mapping(mapping_path)
     descriptions = _english_descriptions(corpus)
     first, stop = numbers
     for number in sorted(n for n in mapping if first <= n < stop):
@@ -202,49 +189,6 @@ def _official_examples(
         def example(clip: str = clip) -> dict[str, Any]:
             if not descriptions.get(clip):
                 raise InvalidExampleError(f"{corpus}: clip {clip} has no English description")
-            return {"video_id": clip, "video": _check_video(videos / f"{clip}.avi"), "captions": descriptions[clip]}
+            return {"video_id": clip, "video": check_video(videos / f"{clip}.avi"), "captions": descriptions[clip]}
 
         yield clip, example
-
-
-def _lavis_examples(annotation: Path, videos: Path) -> Iterator[tuple[str, Any]]:
-    """LAVIS rows grouped by video in file order; a row's "caption" is a string or a list."""
-    rows = load_json(annotation)
-    if not isinstance(rows, list):
-        raise InvalidExampleError(
-            f"{annotation}: expected a JSON list of {{'video', 'caption'}}, got {type(rows).__name__}"
-        )
-    grouped: dict[str, list[str]] = {}
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("video"), str):
-            yield f"#{index}", InvalidExampleError(f"{annotation}: entry {index} has no 'video' string: {row!r:.200}")
-            continue
-        caption = row.get("caption", [])
-        captions = [caption] if isinstance(caption, str) else caption
-        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
-            yield (
-                f"#{index}",
-                InvalidExampleError(f"{annotation}: entry {index}: 'caption' is not a string or a list of strings"),
-            )
-            continue
-        grouped.setdefault(row["video"], []).extend(captions)
-    for video, captions in grouped.items():
-        video_id = video.rsplit(".", 1)[0]
-        yield (
-            video_id,
-            lambda video=video, video_id=video_id, captions=captions: {
-                "video_id": video_id,
-                "video": _check_video(videos / video),
-                "captions": [c.strip() for c in captions],
-            },
-        )
-
-
-def _check_video(path: Path) -> str:
-    """``path`` as a string if the video file exists; otherwise an error naming it."""
-    if not path.is_file():
-        raise InvalidExampleError(
-            f"video file {path} does not exist; check the download is complete, "
-            "or pass skip_invalid=True to skip its examples"
-        )
-    return str(path)

@@ -4,20 +4,20 @@ YouTube clips (one row per question, with its single ground-truth answer)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import datasets
 
 from vl_hub.data.builder_utils import (
-    InvalidExampleError,
     VlHubBuilderConfig,
     guarded_examples,
-    load_json,
     require_data_dir,
     require_path,
 )
 from vl_hub.data.schemas import video_qa_features
+from vl_hub.data.video_builders import QaRow, lavis_qa_row, read_youtube_mapping, video_qa_examples
 
 _NAME = "msvd_qa"
 
@@ -140,85 +140,18 @@ class MsvdQa(datasets.GeneratorBasedBuilder):
     def _generate_examples(
         self, annotation: str, mapping: str | None, videos: str
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        path, video_dir = Path(annotation), Path(videos)
-        clips = None if mapping is None else _read_youtube_mapping(Path(mapping))
-        rows = load_json(path)
-        if not isinstance(rows, list):
-            raise InvalidExampleError(f"{path}: expected a JSON list of questions, got {type(rows).__name__}")
-
-        def examples() -> Iterator[tuple[str, Any]]:
-            for index, row in enumerate(rows):
-                try:
-                    if clips is None:
-                        question_id, video_id, video_file, question, answers = _lavis_row(row, index)
-                    else:
-                        question_id, video_id, video_file, question, answers = _official_row(row, clips, mapping)
-                except (KeyError, TypeError, ValueError, AttributeError) as err:
-                    yield (
-                        f"#{index}",
-                        InvalidExampleError(
-                            f"{path}: entry {index} is malformed ({type(err).__name__}: {err}): {row!r:.200}"
-                        ),
-                    )
-                    continue
-                yield (
-                    question_id,
-                    lambda q=question_id, v=video_id, f=video_file, text=question, a=answers: {
-                        "question_id": q,
-                        "video_id": v,
-                        "video": _check_video(video_dir / f),
-                        "question": text,
-                        "answers": a,
-                    },
-                )
-
-        yield from guarded_examples(self.config, examples(), where=annotation)
+        if mapping is None:
+            parse = lavis_qa_row
+        else:
+            parse = partial(_official_row, clips=read_youtube_mapping(Path(mapping)), mapping=mapping)
+        examples = video_qa_examples(Path(annotation), Path(videos), parse)
+        yield from guarded_examples(self.config, examples, where=annotation)
 
 
-def _read_youtube_mapping(path: Path) -> dict[int, str]:
-    """``youtube_mapping.txt`` as {clip number: clip name}, e.g. {1: "-4wsuPCjDBc_5_15"}."""
-    mapping: dict[int, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2 or not parts[1].startswith("vid") or not parts[1][3:].isdigit():
-                raise InvalidExampleError(f"{path}: line {line_number} is not '<clip> vid<N>': {line.strip()!r}")
-            mapping[int(parts[1][3:])] = parts[0]
-    return mapping
-
-
-def _official_row(row: dict[str, Any], clips: dict[int, str], mapping: str) -> tuple[str, str, str, str, list[str]]:
+def _official_row(row: dict[str, Any], index: int, clips: dict[int, str], mapping: str) -> QaRow:
     """``{"id", "video_id": N, "question", "answer"}`` -> (question_id, clip, clip.avi, question, [answer])."""
     number = int(row["video_id"])
     if number not in clips:
         raise KeyError(f"video_id {number} (vid{number}) is not in {mapping}")
     clip = clips[number]
     return str(row["id"]), clip, f"{clip}.avi", row["question"].strip(), [row["answer"].strip()]
-
-
-def _lavis_row(row: dict[str, Any], index: int) -> tuple[str, str, str, str, list[str]]:
-    """``{"video", "question", "answer", "question_id"}``; the answer may be a string or a list."""
-    answer = row["answer"]
-    answers = [answer] if isinstance(answer, str) else list(answer)
-    video = row["video"]
-    if not isinstance(video, str):
-        raise TypeError(f"'video' is {type(video).__name__}, expected a file name")
-    return (
-        str(row.get("question_id", index)),
-        video.rsplit(".", 1)[0],
-        video,
-        row["question"].strip(),
-        [a.strip() for a in answers],
-    )
-
-
-def _check_video(path: Path) -> str:
-    """``path`` as a string if the video file exists; otherwise an error naming it."""
-    if not path.is_file():
-        raise InvalidExampleError(
-            f"video file {path} does not exist; check the download is complete, "
-            "or pass skip_invalid=True to skip its examples"
-        )
-    return str(path)

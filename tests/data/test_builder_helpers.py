@@ -1,5 +1,6 @@
 """The shared mechanics of the builders in ``dataset_scripts/``, tested alone on hand-made inputs:
-webdataset shard reading (:mod:`vl_hub.data.webdataset`)."""
+webdataset shard reading (:mod:`vl_hub.data.webdataset`), the video builders' LAVIS readers and checks
+(:mod:`vl_hub.data.video_builders`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ import pytest
 from PIL import Image
 
 from vl_hub.data.builder_utils import SKIP_REPORTS, InvalidExampleError, MissingDataError, VlHubBuilderConfig
+from vl_hub.data.video_builders import (
+    check_video,
+    lavis_caption_examples,
+    lavis_qa_row,
+    read_youtube_mapping,
+    video_qa_examples,
+)
 from vl_hub.data.webdataset import (
     check_image_bytes,
     image_text_example,
@@ -167,3 +175,122 @@ def test_webdataset_examples_key_by_shard_and_honour_skip_invalid(tmp_path: Path
         run(skip=False)
     assert run(skip=True) == [("00000.tar/0", ["zero"]), ("sub/00001.tar/2", ["two"])]
     assert (SKIP_REPORTS[str(first)].count, SKIP_REPORTS[str(second)].count) == (1, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# video builders
+
+
+def _missing_video(path: Path) -> str:
+    return (
+        f"video file {path} does not exist; check the download is complete, "
+        "or pass skip_invalid=True to skip its examples"
+    )
+
+
+def _built(items: object) -> list[tuple[str, object]]:
+    """``(key, example or error message)`` of ``*_examples`` items, building each thunk."""
+    out = []
+    for key, item in items:  # type: ignore[attr-defined]
+        if isinstance(item, Exception):
+            out.append((key, str(item)))
+            continue
+        try:
+            out.append((key, item()))
+        except InvalidExampleError as err:
+            out.append((key, f"raised: {err}"))
+    return out
+
+
+def test_check_video_returns_the_path_or_names_the_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "v.mp4").write_bytes(b"")
+    assert check_video(tmp_path / "v.mp4") == str(tmp_path / "v.mp4")
+    with pytest.raises(InvalidExampleError) as excinfo:
+        check_video(tmp_path / "w.mp4")
+    assert str(excinfo.value) == _missing_video(tmp_path / "w.mp4")
+
+
+def test_lavis_caption_rows_group_by_video_in_file_order(tmp_path: Path) -> None:
+    annotation = tmp_path / "cap_train.json"
+    rows = [
+        {"video": "video7.mp4", "caption": " a dog runs "},
+        {"video": "clip.a.avi", "caption": ["x", "y "]},
+        {"caption": "no video"},
+        {"video": "video7.mp4", "caption": ["it runs"]},
+        {"video": "video9.mp4", "caption": 3},
+        {"video": "hidden.mp4"},  # private test rows carry no caption
+    ]
+    annotation.write_text(json.dumps(rows))
+    for name in ("video7.mp4", "hidden.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    assert _built(lavis_caption_examples(annotation, tmp_path)) == [
+        ("#2", f"{annotation}: entry 2 has no 'video' string: {{'caption': 'no video'}}"),
+        ("#4", f"{annotation}: entry 4: 'caption' is not a string or a list of strings"),
+        (
+            "video7",
+            {"video_id": "video7", "video": str(tmp_path / "video7.mp4"), "captions": ["a dog runs", "it runs"]},
+        ),
+        ("clip.a", "raised: " + _missing_video(tmp_path / "clip.a.avi")),
+        ("hidden", {"video_id": "hidden", "video": str(tmp_path / "hidden.mp4"), "captions": []}),
+    ]
+
+
+def test_lavis_caption_file_must_be_a_list(tmp_path: Path) -> None:
+    annotation = tmp_path / "cap_val.json"
+    annotation.write_text('{"video": "a.mp4"}')
+    examples = lavis_caption_examples(annotation, tmp_path)  # nothing is read before iteration
+    with pytest.raises(InvalidExampleError, match=r"cap_val.json: expected a JSON list of \{'video', 'caption'\}, got"):
+        next(examples)
+
+
+def test_lavis_qa_row() -> None:
+    row = {"video": "video3.mp4", "question": " what is it? ", "answer": " dog ", "question_id": 17}
+    assert lavis_qa_row(row, 0) == ("17", "video3", "video3.mp4", "what is it?", ["dog"])
+    row = {"video": "c.d.avi", "question": "q", "answer": ["a ", "b"]}
+    assert lavis_qa_row(row, 5) == ("5", "c.d", "c.d.avi", "q", ["a", "b"])
+    with pytest.raises(TypeError, match="'video' is int, expected a file name"):
+        lavis_qa_row({"video": 3, "question": "q", "answer": "a"}, 0)
+
+
+def test_video_qa_examples_one_per_question_and_malformed_entries_named(tmp_path: Path) -> None:
+    annotation = tmp_path / "qa_train.json"
+    rows = [
+        {"video": "v1.mp4", "question": "who?", "answer": "a man", "question_id": 4},
+        {"video": "v1.mp4", "answer": "no question"},
+        {"video": "gone.mp4", "question": "where?", "answer": "home", "question_id": 6},
+    ]
+    annotation.write_text(json.dumps(rows))
+    (tmp_path / "v1.mp4").write_bytes(b"")
+    assert _built(video_qa_examples(annotation, tmp_path, lavis_qa_row)) == [
+        (
+            "4",
+            {
+                "question_id": "4",
+                "video_id": "v1",
+                "video": str(tmp_path / "v1.mp4"),
+                "question": "who?",
+                "answers": ["a man"],
+            },
+        ),
+        ("#1", f"{annotation}: entry 1 is malformed (KeyError: 'question'): {rows[1]!r}"),
+        ("6", "raised: " + _missing_video(tmp_path / "gone.mp4")),
+    ]
+
+
+def test_video_qa_file_is_checked_before_any_example(tmp_path: Path) -> None:
+    annotation = tmp_path / "qa_val.json"
+    annotation.write_text('{"questions": []}')
+    with pytest.raises(InvalidExampleError, match=r"qa_val.json: expected a JSON list of questions, got dict"):
+        video_qa_examples(annotation, tmp_path, lavis_qa_row)  # raises on the call, not on iteration
+    annotation.write_text("[\n{,\n]")
+    with pytest.raises(InvalidExampleError, match=r"qa_val.json: malformed JSON at line 2"):
+        video_qa_examples(annotation, tmp_path, lavis_qa_row)
+
+
+def test_read_youtube_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "youtube_mapping.txt"
+    path.write_text("-4wsuPCjDBc_5_15 vid1\n\nUbmZAe5u5FI_132_141 vid1201\n")
+    assert read_youtube_mapping(path) == {1: "-4wsuPCjDBc_5_15", 1201: "UbmZAe5u5FI_132_141"}
+    path.write_text("a_1_2 vid1\nb_1_2 clip2\n")
+    with pytest.raises(InvalidExampleError, match=r"youtube_mapping.txt: line 2 is not '<clip> vid<N>': 'b_1_2 clip2'"):
+        read_youtube_mapping(path)
