@@ -142,8 +142,8 @@ def _entry(name: str, model_type: str) -> ClipCatalogueEntry:
         image_size=arch["config"]["vision_config"]["image_size"],
         imagenet_zero_shot_top1=arch["imagenet_zero_shot_top1"],
         convert_command=(
-            f"vl-hub convert --from openai --model-type {name}:{model_type} {arch['url'].rsplit('/', 1)[1]} "
-            f"clip-{arch['slug']}{suffix}"
+            f"vl-hub convert --from openai --model-type {name}:{model_type} --tokenizer bpe_simple_vocab_16e6.txt.gz "
+            f"{arch['url'].rsplit('/', 1)[1]} clip-{arch['slug']}{suffix}"
         ),
     )
 
