@@ -252,6 +252,10 @@ def lavis_beam_search(
       at least ``best_candidate_score / cur_len ** length_penalty`` (the step's best candidate, eos or not);
     * finished rows are padded with ``pad_token_id`` after their eos.
 
+    With a cache, the first step runs each prompt once instead of ``num_beams`` times (every tensor model kwarg whose
+    first dimension is the expanded batch is sliced to one copy, as ``generate`` expanded them with
+    ``repeat_interleave``) and the cache (image keys/values included) is then repeated per beam.
+
     Args:
         model: the model (``generate`` passes itself).
         input_ids: ``(B * num_beams, L)`` prompts, each repeated ``num_beams`` times.
@@ -302,14 +306,28 @@ def lavis_beam_search(
 
     first = True
     while True:
-        model_inputs = model.prepare_inputs_for_generation(
-            input_ids, next_sequence_length=None if first or not use_cache else 1, is_first_iteration=first,
-            **model_kwargs,
-        )
-        outputs = model(**model_inputs, return_dict=True)
+        if first and use_cache and num_beams > 1 and hasattr(model_kwargs.get("cache"), "batch_repeat_interleave"):
+            # the num_beams copies of a prompt are identical before the first step: run the prompt (and project
+            # the encoder keys/values) once per input, then repeat the cache and logits per beam
+            once = {
+                k: v[::num_beams] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == flat else v
+                for k, v in model_kwargs.items()
+            }
+            model_inputs = model.prepare_inputs_for_generation(
+                input_ids[::num_beams], next_sequence_length=None, is_first_iteration=True, **once
+            )
+            outputs = model(**model_inputs, return_dict=True)
+            outputs.cache.batch_repeat_interleave(num_beams)
+            logits = outputs.logits[:, -1, :].float().repeat_interleave(num_beams, dim=0)
+        else:
+            model_inputs = model.prepare_inputs_for_generation(
+                input_ids, next_sequence_length=None if first or not use_cache else 1, is_first_iteration=first,
+                **model_kwargs,
+            )
+            outputs = model(**model_inputs, return_dict=True)
+            logits = outputs.logits[:, -1, :].float()
         model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs)
         first = False
-        logits = outputs.logits[:, -1, :].float()
         del outputs
         log_probs = logits_processor(input_ids, F.log_softmax(logits, dim=-1))
         vocab = log_probs.shape[-1]
