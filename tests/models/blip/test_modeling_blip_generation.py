@@ -232,13 +232,18 @@ def test_image_keys_values_projected_once_per_generate_call(num_beams: int) -> N
     model = tiny_captioner(sep_bias=-20.0)  # no early end: every call runs max_length - prompt steps
     cross = [layer.crossattention.self for layer in model.text_decoder.bert.encoder.layer]
     counts = _count_calls([m.key for m in cross] + [m.value for m in cross] + [model.visual_encoder])
+    rows: list[int] = []
+    cross[0].key.register_forward_hook(lambda _m, args, _out: rows.append(args[0].shape[0]))
     pixels = images(2)
     for use_cache, expected in ((True, 1), (False, 10 - 4)):
         counts[:] = [0] * len(counts)
+        rows.clear()
         ids = model.generate(pixels, num_beams=num_beams, max_length=10, min_length=10, use_cache=use_cache)
         assert ids.shape == (2, 10)
         assert counts[:-1] == [expected] * (len(counts) - 1), (use_cache, counts)
         assert counts[-1] == 1  # the images are encoded once, before the decoding loop
+        # with the cache, the beam copies of an image share one projection (the cache is repeated per beam)
+        assert rows == ([2] if use_cache else [2 * num_beams] * expected), rows
 
 
 def test_beam_search_returns_the_best_hypotheses_in_order() -> None:
