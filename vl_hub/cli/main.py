@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vl_hub.cli import datasets as datasets_cli
 
     datasets_cli.add_parser(sub)
+    from vl_hub.cli import train as train_cli
+
+    train_cli.add_parsers(sub)
     return parser
 
 
