@@ -11,11 +11,12 @@ import datasets
 from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
+    annotation_image_split_generators,
     check_image,
     guarded_examples,
     load_json,
     require_data_dir,
-    require_path,
+    vqa_example,
 )
 from vl_hub.data.schemas import vqa_features
 
@@ -82,16 +83,7 @@ class AokVqa(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = require_data_dir(_NAME, self.config.data_dir, _INSTRUCTIONS).absolute()
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "annotation_path": require_path(_NAME, data_dir / file_name, _INSTRUCTIONS),
-                    "image_dir": require_path(_NAME, data_dir / folder, _INSTRUCTIONS),
-                },
-            )
-            for split, (file_name, folder) in _SPLITS.items()
-        ]
+        return annotation_image_split_generators(_NAME, data_dir, _SPLITS, _INSTRUCTIONS)
 
     def _generate_examples(self, annotation_path: Path, image_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         entries = load_json(annotation_path)
@@ -106,16 +98,16 @@ class AokVqa(datasets.GeneratorBasedBuilder):
             except KeyError as err:
                 raise InvalidExampleError(f"{annotation_path}: entry {number} lacks the field {err}") from None
             correct = entry.get("correct_choice_idx")
-            return {
-                "question_id": str(question_id),
-                "image_id": str(image_id),
-                "image": check_image(image_dir / f"{int(image_id):012d}.jpg", verify=verify),
-                "question": question,
-                "answers": list(entry.get("direct_answers") or []),
-                "choices": list(choices),
-                "correct_choice": -1 if correct is None else int(correct),
-                "rationales": list(entry.get("rationales") or []),
-            }
+            return vqa_example(
+                str(question_id),
+                str(image_id),
+                check_image(image_dir / f"{int(image_id):012d}.jpg", verify=verify),
+                question,
+                answers=list(entry.get("direct_answers") or []),
+                choices=list(choices),
+                correct_choice=-1 if correct is None else int(correct),
+                rationales=list(entry.get("rationales") or []),
+            )
 
         examples = (
             (str(entry.get("question_id", number)), lambda n=number, e=entry: build(n, e))

@@ -11,9 +11,11 @@ import datasets
 from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
-    check_image,
+    first_file,
     guarded_examples,
-    load_json,
+    image_text_examples,
+    karpathy_rows,
+    lavis_caption_rows,
     missing_data_error,
     require_data_dir,
 )
@@ -112,7 +114,7 @@ class CocoCaption(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = require_data_dir(self._dataset_name, self.config.data_dir, self._instructions).absolute()
-        karpathy = _first_existing(
+        karpathy = first_file(
             [data_dir / "dataset_coco.json", data_dir / "caption_datasets" / "dataset_coco.json"]
         )
         if karpathy is not None:
@@ -129,7 +131,7 @@ class CocoCaption(datasets.GeneratorBasedBuilder):
                 )
                 for split in _KARPATHY_SPLITS
             ]
-        lavis_dir = _first_existing(
+        lavis_dir = first_file(
             [data_dir / "coco_karpathy_train.json", data_dir / "annotations" / "coco_karpathy_train.json"]
         )
         if lavis_dir is None:
@@ -159,62 +161,15 @@ class CocoCaption(datasets.GeneratorBasedBuilder):
         self, annotation_path: Path, image_root: Path, split: str, layout: str
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         if layout == "karpathy":
-            rows = _karpathy_rows(annotation_path, _KARPATHY_SPLITS[split])
+            rows = karpathy_rows(annotation_path, _KARPATHY_SPLITS[split], _karpathy_image)
         else:
-            rows = _lavis_rows(annotation_path)
-        verify = self.config.verify_media
-
-        def examples() -> Iterator[tuple[str, Any]]:
-            for image_id, relative_path, captions in rows:
-                yield (
-                    image_id,
-                    lambda p=relative_path, i=image_id, c=captions: {
-                        "image_id": i,
-                        "image": check_image(image_root / p, verify=verify),
-                        "captions": c,
-                    },
-                )
-
-        yield from guarded_examples(self.config, examples(), where=f"{annotation_path} [{split}]")
+            rows = lavis_caption_rows(annotation_path, coco_image_id)
+        examples = image_text_examples(rows, image_root, verify=self.config.verify_media)
+        yield from guarded_examples(self.config, examples, where=f"{annotation_path} [{split}]")
 
 
-def _first_existing(candidates: list[Path]) -> Path | None:
-    return next((path for path in candidates if path.is_file()), None)
-
-
-def _karpathy_rows(path: Path, wanted: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
-    """(image_id, image path relative to data_dir, captions) of the images whose Karpathy split is in ``wanted``."""
-    data = load_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise InvalidExampleError(
-            f"{path}: expected the Karpathy format {{'images': [...]}}, got {type(data).__name__}"
-        )
-    rows = []
-    for number, image in enumerate(data["images"]):
-        if image.get("split") not in wanted:
-            continue
-        try:
-            image_id = str(image["cocoid"]) if "cocoid" in image else coco_image_id(image["filename"])
-            relative = f"{image['filepath']}/{image['filename']}" if image.get("filepath") else image["filename"]
-            captions = [sentence["raw"].strip() for sentence in image["sentences"]]
-        except KeyError as err:
-            raise InvalidExampleError(f"{path}: images[{number}] lacks the field {err}") from None
-        rows.append((image_id, relative, captions))
-    return rows
-
-
-def _lavis_rows(path: Path) -> list[tuple[str, str, list[str]]]:
-    """LAVIS's files: one entry per caption (train) or per image with a caption list (val/test); grouped by image."""
-    entries = load_json(path)
-    if not isinstance(entries, list):
-        raise InvalidExampleError(f"{path}: expected a JSON list of {{image, caption}} entries")
-    grouped: dict[str, tuple[str, list[str]]] = {}
-    for number, entry in enumerate(entries):
-        try:
-            relative, caption = entry["image"], entry["caption"]
-        except KeyError as err:
-            raise InvalidExampleError(f"{path}: entry {number} lacks the field {err}") from None
-        image_id = coco_image_id(relative)
-        captions = grouped.setdefault(image_id, (relative, []))[1]
-        captions.extend(c.strip() for c in ([caption] if isinstance(caption, str) else caption))
-    return [(image_id, relative, captions) for image_id, (relative, captions) in grouped.items()]
+def _karpathy_image(image: dict[str, Any]) -> tuple[str, str]:
+    """(COCO id, image path relative to data_dir) of an entry of dataset_coco.json."""
+    image_id = str(image["cocoid"]) if "cocoid" in image else coco_image_id(image["filename"])
+    relative = f"{image['filepath']}/{image['filename']}" if image.get("filepath") else image["filename"]
+    return image_id, relative

@@ -16,6 +16,7 @@ from vl_hub.data.builder_utils import (
     load_json,
     missing_data_error,
     require_data_dir,
+    vqa_example,
 )
 from vl_hub.data.schemas import vqa_features
 
@@ -144,16 +145,13 @@ class CocoVqa(datasets.GeneratorBasedBuilder):
                     f"{annotations_path}: no annotation for question {question_id} of {questions_path}"
                 )
             image_id = question["image_id"]
-            return {
-                "question_id": str(question_id),
-                "image_id": str(image_id),
-                "image": check_image(image_dir / f"COCO_{folder}_{int(image_id):012d}.jpg", verify=verify),
-                "question": question["question"],
-                "answers": [] if answers is None else answers[question_id],
-                "choices": [],
-                "correct_choice": -1,
-                "rationales": [],
-            }
+            return vqa_example(
+                str(question_id),
+                str(image_id),
+                check_image(image_dir / f"COCO_{folder}_{int(image_id):012d}.jpg", verify=verify),
+                question["question"],
+                answers=[] if answers is None else answers[question_id],
+            )
 
         examples = ((str(q["question_id"]), lambda q=q: build(q)) for q in questions)
         yield from guarded_examples(self.config, examples, where=str(questions_path))

@@ -9,11 +9,12 @@ from typing import Any
 import datasets
 
 from vl_hub.data.builder_utils import (
-    InvalidExampleError,
     VlHubBuilderConfig,
-    check_image,
+    first_file,
     guarded_examples,
-    load_json,
+    image_text_examples,
+    karpathy_rows,
+    lavis_caption_rows,
     missing_data_error,
     require_data_dir,
 )
@@ -98,7 +99,7 @@ class Flickr30k(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = require_data_dir(_NAME, self.config.data_dir, _INSTRUCTIONS).absolute()
-        karpathy = _first_file(
+        karpathy = first_file(
             [data_dir / "dataset_flickr30k.json", data_dir / "caption_datasets" / "dataset_flickr30k.json"]
         )
         if karpathy is not None:
@@ -117,7 +118,7 @@ class Flickr30k(datasets.GeneratorBasedBuilder):
                 )
                 for split in _KARPATHY_SPLITS
             ]
-        first_lavis = _first_file(
+        first_lavis = first_file(
             [data_dir / "flickr30k_train.json", data_dir / "annotations" / "flickr30k_train.json"]
         )
         if first_lavis is None:
@@ -139,63 +140,20 @@ class Flickr30k(datasets.GeneratorBasedBuilder):
     def _generate_examples(
         self, annotation_path: Path, image_root: Path, split: str, layout: str
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        rows = (
-            _karpathy_rows(annotation_path, _KARPATHY_SPLITS[split])
-            if layout == "karpathy"
-            else _lavis_rows(annotation_path)
-        )
-        verify = self.config.verify_media
-
-        def examples() -> Iterator[tuple[str, Any]]:
-            for image_id, relative_path, captions in rows:
-                yield (
-                    image_id,
-                    lambda p=relative_path, i=image_id, c=captions: {
-                        "image_id": i,
-                        "image": check_image(image_root / p, verify=verify),
-                        "captions": c,
-                    },
-                )
-
-        yield from guarded_examples(self.config, examples(), where=f"{annotation_path} [{split}]")
+        if layout == "karpathy":
+            rows = karpathy_rows(annotation_path, _KARPATHY_SPLITS[split], _karpathy_image)
+        else:
+            # LAVIS paths read "flickr30k-images/<id>.jpg", relative to the folder holding flickr30k-images/.
+            rows = lavis_caption_rows(annotation_path, _image_id)
+        examples = image_text_examples(rows, image_root, verify=self.config.verify_media)
+        yield from guarded_examples(self.config, examples, where=f"{annotation_path} [{split}]")
 
 
-def _first_file(candidates: list[Path]) -> Path | None:
-    return next((path for path in candidates if path.is_file()), None)
+def _image_id(file_name: str) -> str:
+    """``"flickr30k-images/1000092795.jpg"`` -> ``"1000092795"`` (the Flickr id is the file stem)."""
+    return Path(file_name).stem
 
 
-def _karpathy_rows(path: Path, wanted: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
-    """(image_id = file stem, file name inside flickr30k-images/, captions) for the images of ``wanted`` splits."""
-    data = load_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise InvalidExampleError(
-            f"{path}: expected the Karpathy format {{'images': [...]}}, got {type(data).__name__}"
-        )
-    rows = []
-    for number, image in enumerate(data["images"]):
-        if image.get("split") not in wanted:
-            continue
-        try:
-            filename = image["filename"]
-            captions = [sentence["raw"].strip() for sentence in image["sentences"]]
-        except KeyError as err:
-            raise InvalidExampleError(f"{path}: images[{number}] lacks the field {err}") from None
-        rows.append((Path(filename).stem, filename, captions))
-    return rows
-
-
-def _lavis_rows(path: Path) -> list[tuple[str, str, list[str]]]:
-    """LAVIS's files (one entry per caption for train, per image with a caption list for val/test), grouped by image."""
-    entries = load_json(path)
-    if not isinstance(entries, list):
-        raise InvalidExampleError(f"{path}: expected a JSON list of {{image, caption}} entries")
-    grouped: dict[str, tuple[str, list[str]]] = {}
-    for number, entry in enumerate(entries):
-        try:
-            relative, caption = entry["image"], entry["caption"]
-        except KeyError as err:
-            raise InvalidExampleError(f"{path}: entry {number} lacks the field {err}") from None
-        # LAVIS paths read "flickr30k-images/<id>.jpg", relative to the folder holding flickr30k-images/.
-        captions = grouped.setdefault(Path(relative).stem, (relative, []))[1]
-        captions.extend(c.strip() for c in ([caption] if isinstance(caption, str) else caption))
-    return [(image_id, relative, captions) for image_id, (relative, captions) in grouped.items()]
+def _karpathy_image(image: dict[str, Any]) -> tuple[str, str]:
+    """(Flickr id, file name inside flickr30k-images/) of an entry of dataset_flickr30k.json."""
+    return _image_id(image["filename"]), image["filename"]

@@ -16,6 +16,7 @@ from vl_hub.data.builder_utils import (
     load_json,
     require_data_dir,
     require_path,
+    vqa_example,
 )
 from vl_hub.data.schemas import vqa_features
 
@@ -106,16 +107,13 @@ class Gqa(datasets.GeneratorBasedBuilder):
                 image_id, question = entry["imageId"], entry["question"]
             except KeyError as err:
                 raise InvalidExampleError(f"{annotation_path}: question {question_id} lacks the field {err}") from None
-            return {
-                "question_id": question_id,
-                "image_id": image_id,
-                "image": check_image(image_dir / f"{image_id}.jpg", verify=verify),
-                "question": question,
-                "answers": [entry["answer"]] if "answer" in entry else [],
-                "choices": [],
-                "correct_choice": -1,
-                "rationales": [],
-            }
+            return vqa_example(
+                question_id,
+                image_id,
+                check_image(image_dir / f"{image_id}.jpg", verify=verify),
+                question,
+                answers=[entry["answer"]] if "answer" in entry else [],
+            )
 
         examples = ((qid, lambda q=qid, e=entry: build(q, e)) for qid, entry in questions.items())
         yield from guarded_examples(self.config, examples, where=str(annotation_path))

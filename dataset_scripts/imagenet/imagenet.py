@@ -13,6 +13,7 @@ from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
     check_image,
+    first_dir,
     guarded_examples,
     missing_data_error,
     require_data_dir,
@@ -102,7 +103,7 @@ class Imagenet(datasets.GeneratorBasedBuilder):
         data_dir = require_data_dir(_NAME, self.config.data_dir, _INSTRUCTIONS).absolute()
         solution = data_dir / "LOC_val_solution.csv"
         if solution.is_file():
-            image_dir = next((data_dir / f for f in _FLAT_FOLDERS if (data_dir / f).is_dir()), None)
+            image_dir = first_dir(data_dir / f for f in _FLAT_FOLDERS)
             if image_dir is None:
                 raise missing_data_error(_NAME, data_dir / _FLAT_FOLDERS[0], _INSTRUCTIONS)
             kwargs = {"image_dir": image_dir, "solution_path": solution}

@@ -12,6 +12,7 @@ from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
     check_image,
+    first_file,
     guarded_examples,
     iter_jsonl,
     missing_data_error,
@@ -91,7 +92,7 @@ class Nlvr2(datasets.GeneratorBasedBuilder):
         generators = []
         for split, name in _SPLITS.items():
             candidates = [data_dir / f"{name}.json", data_dir / "data" / f"{name}.json"]
-            annotation_path = next((path for path in candidates if path.is_file()), None)
+            annotation_path = first_file(candidates)
             if annotation_path is None:
                 raise missing_data_error(_NAME, candidates[0], _INSTRUCTIONS)
             if not (image_root / name).is_dir():

@@ -12,6 +12,7 @@ from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
     check_image,
+    first_dir,
     guarded_examples,
     load_json,
     missing_data_error,
@@ -99,7 +100,7 @@ class Nocaps(datasets.GeneratorBasedBuilder):
         generators = []
         for split, (file_name, folders) in _SPLITS.items():
             annotation_path = require_path(_NAME, data_dir / file_name, _INSTRUCTIONS)
-            image_dir = next((data_dir / f for f in folders if (data_dir / f).is_dir()), None)
+            image_dir = first_dir(data_dir / f for f in folders)
             if image_dir is None:
                 raise missing_data_error(_NAME, data_dir / folders[0], _INSTRUCTIONS)
             generators.append(

@@ -12,6 +12,7 @@ from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
     check_image,
+    first_dir,
     guarded_examples,
     iter_jsonl,
     missing_data_error,
@@ -87,7 +88,7 @@ class SnliVe(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = require_data_dir(_NAME, self.config.data_dir, _INSTRUCTIONS).absolute()
-        image_dir = next((data_dir / f for f in _IMAGE_FOLDERS if (data_dir / f).is_dir()), None)
+        image_dir = first_dir(data_dir / f for f in _IMAGE_FOLDERS)
         if image_dir is None:
             raise missing_data_error(_NAME, data_dir / _IMAGE_FOLDERS[0], _INSTRUCTIONS)
         annotation_dir = data_dir if (data_dir / "snli_ve_train.jsonl").is_file() else data_dir / "annotations"

@@ -11,11 +11,11 @@ import datasets
 from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
-    check_image,
+    annotation_image_split_generators,
     guarded_examples,
+    image_text_examples,
     load_json,
     require_data_dir,
-    require_path,
 )
 from vl_hub.data.schemas import image_text_features
 
@@ -84,16 +84,7 @@ class Textcaps(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = require_data_dir(_NAME, self.config.data_dir, _INSTRUCTIONS).absolute()
-        return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "annotation_path": require_path(_NAME, data_dir / file_name, _INSTRUCTIONS),
-                    "image_dir": require_path(_NAME, data_dir / folder, _INSTRUCTIONS),
-                },
-            )
-            for split, (file_name, folder) in _SPLITS.items()
-        ]
+        return annotation_image_split_generators(_NAME, data_dir, _SPLITS, _INSTRUCTIONS)
 
     def _generate_examples(self, annotation_path: Path, image_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         data = load_json(annotation_path)
@@ -107,17 +98,6 @@ class Textcaps(datasets.GeneratorBasedBuilder):
             captions = grouped.setdefault(entry["image_id"], [])
             if "caption_str" in entry:
                 captions.append(entry["caption_str"].strip())
-        verify = self.config.verify_media
-
-        def examples() -> Iterator[tuple[str, Any]]:
-            for image_id, captions in grouped.items():
-                yield (
-                    image_id,
-                    lambda image_id=image_id, captions=captions: {
-                        "image_id": image_id,
-                        "image": check_image(image_dir / f"{image_id}.jpg", verify=verify),
-                        "captions": captions,
-                    },
-                )
-
-        yield from guarded_examples(self.config, examples(), where=str(annotation_path))
+        rows = [(image_id, f"{image_id}.jpg", captions) for image_id, captions in grouped.items()]
+        examples = image_text_examples(rows, image_dir, verify=self.config.verify_media)
+        yield from guarded_examples(self.config, examples, where=str(annotation_path))

@@ -12,6 +12,7 @@ from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
     check_image,
+    first_file,
     guarded_examples,
     load_json,
     missing_data_error,
@@ -70,10 +71,16 @@ class VgCaption(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [VlHubBuilderConfig(name="default", version=VERSION, description="VG region phrases per image")]
     DEFAULT_CONFIG_NAME = "default"
 
+    # vg_vqa reads the same images and image_data.json with its own annotation files and texts.
+    _dataset_name = _NAME
+    _instructions = _INSTRUCTIONS
+    _official_file = "region_descriptions.json"
+    _lavis_file = "vg_caption.json"
+
     @property
     def manual_download_instructions(self) -> str:
         """Where to get the official files and how to lay them out in ``data_dir``."""
-        return _INSTRUCTIONS
+        return self._instructions
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -85,17 +92,14 @@ class VgCaption(datasets.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
-        data_dir = require_data_dir(_NAME, self.config.data_dir, _INSTRUCTIONS).absolute()
+        data_dir = require_data_dir(self._dataset_name, self.config.data_dir, self._instructions).absolute()
         image_root = data_dir / "images" if (data_dir / "images" / _FOLDERS[0]).is_dir() else data_dir
         if not any((image_root / folder).is_dir() for folder in _FOLDERS):
-            raise missing_data_error(_NAME, data_dir / _FOLDERS[0], _INSTRUCTIONS)
-        official = data_dir / "region_descriptions.json"
-        lavis = next(
-            (p for p in (data_dir / "vg_caption.json", data_dir / "annotations" / "vg_caption.json") if p.is_file()),
-            None,
-        )
+            raise missing_data_error(self._dataset_name, data_dir / _FOLDERS[0], self._instructions)
+        official = data_dir / self._official_file
+        lavis = first_file([data_dir / self._lavis_file, data_dir / "annotations" / self._lavis_file])
         if not official.is_file() and lavis is None:
-            raise missing_data_error(_NAME, official, _INSTRUCTIONS)
+            raise missing_data_error(self._dataset_name, official, self._instructions)
         return [
             datasets.SplitGenerator(
                 name=datasets.Split.TRAIN,
@@ -110,13 +114,11 @@ class VgCaption(datasets.GeneratorBasedBuilder):
     def _generate_examples(
         self, annotation_path: Path, image_data_path: Path, image_root: Path
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        if annotation_path.name == "region_descriptions.json":
+        if annotation_path.name == self._official_file:
             rows = _official_rows(annotation_path)
-            folders = _image_folders(image_data_path) if image_data_path.is_file() else {}
         else:
             rows = _lavis_rows(annotation_path)
-            folders = {}
-        verify = self.config.verify_media
+        folders = self._image_folders(annotation_path, image_data_path)
 
         def examples() -> Iterator[tuple[str, Any]]:
             for image_id, captions in rows:
@@ -124,12 +126,23 @@ class VgCaption(datasets.GeneratorBasedBuilder):
                     image_id,
                     lambda image_id=image_id, captions=captions: {
                         "image_id": image_id,
-                        "image": check_image(vg_image_path(image_root, image_id, folders), verify=verify),
+                        "image": self._image(image_root, image_id, folders),
                         "captions": captions,
                     },
                 )
 
         yield from guarded_examples(self.config, examples(), where=str(annotation_path))
+
+    def _image_folders(self, annotation_path: Path, image_data_path: Path) -> dict[str, str]:
+        """image id -> folder (VG_100K or VG_100K_2), from the official release's image_data.json when it is
+        there (it is optional); empty for LAVIS's files, whose images are then looked up in both folders."""
+        if annotation_path.name != self._official_file or not image_data_path.is_file():
+            return {}
+        return _read_image_data(image_data_path)
+
+    def _image(self, image_root: Path, image_id: str, folders: dict[str, str]) -> str:
+        """The checked path of image ``image_id`` (see :func:`vg_image_path`), as a string."""
+        return check_image(vg_image_path(image_root, image_id, folders), verify=self.config.verify_media)
 
 
 def vg_image_path(image_root: Path, image_id: str, folders: dict[str, str]) -> Path:
@@ -138,7 +151,7 @@ def vg_image_path(image_root: Path, image_id: str, folders: dict[str, str]) -> P
     if image_id in folders:
         return image_root / folders[image_id] / f"{image_id}.jpg"
     candidates = [image_root / folder / f"{image_id}.jpg" for folder in _FOLDERS]
-    found = next((path for path in candidates if path.is_file()), None)
+    found = first_file(candidates)
     if found is None:
         raise InvalidExampleError(
             f"image {image_id} is in neither {candidates[0]} nor {candidates[1]}; check the download is complete"
@@ -146,7 +159,7 @@ def vg_image_path(image_root: Path, image_id: str, folders: dict[str, str]) -> P
     return found
 
 
-def _image_folders(path: Path) -> dict[str, str]:
+def _read_image_data(path: Path) -> dict[str, str]:
     """image id -> folder name, from the ``url`` of each entry of image_data.json (".../VG_100K_2/1.jpg")."""
     folders = {}
     for entry in load_json(path):

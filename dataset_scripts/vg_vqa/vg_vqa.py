@@ -1,4 +1,8 @@
-"""Visual Genome question answering: one row per question, one free-form answer."""
+"""Visual Genome question answering: one row per question, one free-form answer.
+
+The images (and the optional image_data.json) are laid out and found exactly as ``vg_caption`` finds them,
+so this builder is ``vg_caption``'s with the question-answer files, reader and schema.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,8 @@ from typing import Any
 
 import datasets
 
-from vl_hub.data.builder_utils import (
-    InvalidExampleError,
-    VlHubBuilderConfig,
-    check_image,
-    guarded_examples,
-    load_json,
-    missing_data_error,
-    require_data_dir,
-)
+from vl_hub.data.builder_utils import InvalidExampleError, VlHubBuilderConfig, guarded_examples, load_json, vqa_example
+from vl_hub.data.load import builder_class
 from vl_hub.data.schemas import vqa_features
 
 _CITATION = """\
@@ -59,21 +56,18 @@ is read instead when question_answers.json is absent, from data_dir/ or data_dir
 folders may also sit in data_dir/images/.
 """
 
-_FOLDERS = ("VG_100K", "VG_100K_2")
 
-
-class VgVqa(datasets.GeneratorBasedBuilder):
+class VgVqa(builder_class("vg_caption")):  # type: ignore[misc]  # the base is loaded at import time
     """Visual Genome QA, ``vqa`` schema (one answer per question; no choices or rationales)."""
 
     VERSION = datasets.Version("1.2.0")
-    BUILDER_CONFIG_CLASS = VlHubBuilderConfig
     BUILDER_CONFIGS = [VlHubBuilderConfig(name="default", version=VERSION, description="VG question-answer pairs")]
     DEFAULT_CONFIG_NAME = "default"
 
-    @property
-    def manual_download_instructions(self) -> str:
-        """Where to get the official files and how to lay them out in ``data_dir``."""
-        return _INSTRUCTIONS
+    _dataset_name = _NAME
+    _instructions = _INSTRUCTIONS
+    _official_file = "question_answers.json"
+    _lavis_file = "vg_qa.json"
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -84,81 +78,25 @@ class VgVqa(datasets.GeneratorBasedBuilder):
             citation=_CITATION,
         )
 
-    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
-        data_dir = require_data_dir(_NAME, self.config.data_dir, _INSTRUCTIONS).absolute()
-        image_root = data_dir / "images" if (data_dir / "images" / _FOLDERS[0]).is_dir() else data_dir
-        if not any((image_root / folder).is_dir() for folder in _FOLDERS):
-            raise missing_data_error(_NAME, data_dir / _FOLDERS[0], _INSTRUCTIONS)
-        official = data_dir / "question_answers.json"
-        lavis = next(
-            (p for p in (data_dir / "vg_qa.json", data_dir / "annotations" / "vg_qa.json") if p.is_file()), None
-        )
-        if not official.is_file() and lavis is None:
-            raise missing_data_error(_NAME, official, _INSTRUCTIONS)
-        return [
-            datasets.SplitGenerator(
-                name=datasets.Split.TRAIN,
-                gen_kwargs={
-                    "annotation_path": official if official.is_file() else lavis,
-                    "image_data_path": data_dir / "image_data.json",
-                    "image_root": image_root,
-                },
-            )
-        ]
-
     def _generate_examples(
         self, annotation_path: Path, image_data_path: Path, image_root: Path
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        if annotation_path.name == "question_answers.json":
+        if annotation_path.name == self._official_file:
             rows = _official_rows(annotation_path)
-            folders = _image_folders(image_data_path) if image_data_path.is_file() else {}
         else:
             rows = _lavis_rows(annotation_path)
-            folders = {}
-        verify = self.config.verify_media
+        folders = self._image_folders(annotation_path, image_data_path)
 
         def examples() -> Iterator[tuple[str, Any]]:
             for question_id, image_id, question, answers in rows:
                 yield (
                     question_id,
-                    lambda q=question_id, i=image_id, text=question, a=answers: {
-                        "question_id": q,
-                        "image_id": i,
-                        "image": check_image(_vg_image_path(image_root, i, folders), verify=verify),
-                        "question": text,
-                        "answers": a,
-                        "choices": [],
-                        "correct_choice": -1,
-                        "rationales": [],
-                    },
+                    lambda q=question_id, i=image_id, text=question, a=answers: vqa_example(
+                        q, i, self._image(image_root, i, folders), text, answers=a
+                    ),
                 )
 
         yield from guarded_examples(self.config, examples(), where=str(annotation_path))
-
-
-def _vg_image_path(image_root: Path, image_id: str, folders: dict[str, str]) -> Path:
-    """``image_root/<VG_100K or VG_100K_2>/<image_id>.jpg``: the folder from image_data.json, else the one
-    holding the file."""
-    if image_id in folders:
-        return image_root / folders[image_id] / f"{image_id}.jpg"
-    candidates = [image_root / folder / f"{image_id}.jpg" for folder in _FOLDERS]
-    found = next((path for path in candidates if path.is_file()), None)
-    if found is None:
-        raise InvalidExampleError(
-            f"image {image_id} is in neither {candidates[0]} nor {candidates[1]}; check the download is complete"
-        )
-    return found
-
-
-def _image_folders(path: Path) -> dict[str, str]:
-    """image id -> folder name, from the ``url`` of each entry of image_data.json (".../VG_100K_2/1.jpg")."""
-    folders = {}
-    for entry in load_json(path):
-        image_id = entry.get("image_id", entry.get("id"))
-        url = entry.get("url", "")
-        if image_id is not None and "/" in url:
-            folders[str(image_id)] = url.rsplit("/", 2)[-2]
-    return folders
 
 
 def _official_rows(path: Path) -> list[tuple[str, str, str, list[str]]]:

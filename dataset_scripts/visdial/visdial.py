@@ -13,6 +13,7 @@ from vl_hub.data.builder_utils import (
     InvalidExampleError,
     VlHubBuilderConfig,
     check_image,
+    first_file,
     guarded_examples,
     load_json,
     require_data_dir,
@@ -178,7 +179,7 @@ class _ImageOnce:
 
     def __call__(self) -> str:
         if self._path is None:
-            found = next((path for path in self._candidates if path.is_file()), None)
+            found = first_file(self._candidates)
             if found is None:
                 raise InvalidExampleError(
                     f"image file {self._candidates[0]} does not exist"

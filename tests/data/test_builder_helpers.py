@@ -1,6 +1,7 @@
 """The shared mechanics of the builders in ``dataset_scripts/``, tested alone on hand-made inputs:
 webdataset shard reading (:mod:`vl_hub.data.webdataset`), the video builders' LAVIS readers and checks
-(:mod:`vl_hub.data.video_builders`)."""
+(:mod:`vl_hub.data.video_builders`), and the image builders' file lookups, caption-format readers and
+row builders (:mod:`vl_hub.data.builder_utils`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,19 @@ import datasets
 import pytest
 from PIL import Image
 
-from vl_hub.data.builder_utils import SKIP_REPORTS, InvalidExampleError, MissingDataError, VlHubBuilderConfig
+from vl_hub.data.builder_utils import (
+    SKIP_REPORTS,
+    InvalidExampleError,
+    MissingDataError,
+    VlHubBuilderConfig,
+    annotation_image_split_generators,
+    first_dir,
+    first_file,
+    image_text_examples,
+    karpathy_rows,
+    lavis_caption_rows,
+    vqa_example,
+)
 from vl_hub.data.video_builders import (
     check_video,
     lavis_caption_examples,
@@ -294,3 +307,113 @@ def test_read_youtube_mapping(tmp_path: Path) -> None:
     path.write_text("a_1_2 vid1\nb_1_2 clip2\n")
     with pytest.raises(InvalidExampleError, match=r"youtube_mapping.txt: line 2 is not '<clip> vid<N>': 'b_1_2 clip2'"):
         read_youtube_mapping(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# image builders (builder_utils)
+
+
+def test_first_file_and_first_dir_take_the_first_existing_candidate(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b.json").write_text("{}")
+    (tmp_path / "c").mkdir()
+    candidates = [tmp_path / "missing", tmp_path / "a", tmp_path / "b.json", tmp_path / "c"]
+    assert first_file(candidates) == tmp_path / "b.json"
+    assert first_dir(candidates) == tmp_path / "a"
+    assert first_dir(p for p in candidates[2:]) == tmp_path / "c"  # any iterable, e.g. a generator
+    assert first_file([tmp_path / "a"]) is None and first_dir([tmp_path / "b.json"]) is None
+
+
+def test_karpathy_rows_keep_the_wanted_splits_in_file_order(tmp_path: Path) -> None:
+    path = tmp_path / "dataset_x.json"
+    images = [
+        {"split": "train", "filename": "1.jpg", "sentences": [{"raw": " one "}, {"raw": "uno"}]},
+        {"split": "test", "filename": "2.jpg", "sentences": [{"raw": "two"}]},
+        {"split": "restval", "filename": "3.jpg", "sentences": []},
+    ]
+    path.write_text(json.dumps({"images": images, "dataset": "x"}))
+
+    def locate(image: dict) -> tuple[str, str]:
+        return image["filename"].split(".")[0], f"imgs/{image['filename']}"
+
+    assert karpathy_rows(path, ("train", "restval"), locate) == [
+        ("1", "imgs/1.jpg", ["one", "uno"]),
+        ("3", "imgs/3.jpg", []),
+    ]
+    assert karpathy_rows(path, ("test",), locate) == [("2", "imgs/2.jpg", ["two"])]
+    del images[1]["sentences"]
+    path.write_text(json.dumps({"images": images}))
+    with pytest.raises(InvalidExampleError, match=r"dataset_x.json: images\[1\] lacks the field 'sentences'"):
+        karpathy_rows(path, ("test",), locate)
+    path.write_text("[]")
+    with pytest.raises(InvalidExampleError, match=r"expected the Karpathy format \{'images': \[...\]\}, got list"):
+        karpathy_rows(path, ("test",), locate)
+
+
+def test_lavis_caption_rows_group_captions_by_image(tmp_path: Path) -> None:
+    path = tmp_path / "x_train.json"
+    entries = [
+        {"image": "imgs/1.jpg", "caption": " a cat "},
+        {"image": "imgs/2.jpg", "caption": ["a dog", "two dogs "]},
+        {"image": "imgs/1.jpg", "caption": "the cat"},
+    ]
+    path.write_text(json.dumps(entries))
+    assert lavis_caption_rows(path, lambda relative: Path(relative).stem) == [
+        ("1", "imgs/1.jpg", ["a cat", "the cat"]),
+        ("2", "imgs/2.jpg", ["a dog", "two dogs"]),
+    ]
+    path.write_text(json.dumps([{"image": "imgs/1.jpg"}]))
+    with pytest.raises(InvalidExampleError, match=r"x_train.json: entry 0 lacks the field 'caption'"):
+        lavis_caption_rows(path, str)
+    path.write_text("{}")
+    with pytest.raises(InvalidExampleError, match=r"x_train.json: expected a JSON list of \{image, caption\} entries"):
+        lavis_caption_rows(path, str)
+
+
+def test_image_text_examples_check_each_image_when_built(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "imgs" / "1.png")
+    (tmp_path / "imgs" / "2.png").write_bytes(b"not a png")
+    rows = [("1", "imgs/1.png", ["a"]), ("2", "imgs/2.png", ["b"]), ("3", "imgs/3.png", [])]
+    items = list(image_text_examples(rows, tmp_path))
+    assert [key for key, _ in items] == ["1", "2", "3"]
+    assert items[0][1]() == {"image_id": "1", "image": str(tmp_path / "imgs" / "1.png"), "captions": ["a"]}
+    with pytest.raises(InvalidExampleError, match="2.png cannot be decoded"):
+        items[1][1]()
+    with pytest.raises(InvalidExampleError, match="3.png does not exist"):
+        items[2][1]()
+    # verify=False only checks that the file exists
+    unverified = dict(image_text_examples(rows, tmp_path, verify=False))
+    assert unverified["2"]()["image"] == str(tmp_path / "imgs" / "2.png")
+
+
+def test_vqa_example_fills_the_optional_fields() -> None:
+    assert vqa_example("q1", "i1", "/x.jpg", "what?", ["a", "a"]) == {
+        "question_id": "q1",
+        "image_id": "i1",
+        "image": "/x.jpg",
+        "question": "what?",
+        "answers": ["a", "a"],
+        "choices": [],
+        "correct_choice": -1,
+        "rationales": [],
+    }
+    row = vqa_example("q", "i", "/x.jpg", "?", [], choices=["x", "y"], correct_choice=1, rationales=["r"])
+    assert (row["choices"], row["correct_choice"], row["rationales"]) == (["x", "y"], 1, ["r"])
+
+
+def test_annotation_image_split_generators_require_both_per_split(tmp_path: Path) -> None:
+    splits = {datasets.Split.TRAIN: ("train.json", "imgs"), datasets.Split.TEST: ("test.json", "imgs")}
+    (tmp_path / "train.json").write_text("[]")
+    (tmp_path / "test.json").write_text("[]")
+    (tmp_path / "imgs").mkdir()
+    generators = annotation_image_split_generators("demo", tmp_path, splits, "get them here")
+    assert [(g.name, g.gen_kwargs) for g in generators] == [
+        ("train", {"annotation_path": tmp_path / "train.json", "image_dir": tmp_path / "imgs"}),
+        ("test", {"annotation_path": tmp_path / "test.json", "image_dir": tmp_path / "imgs"}),
+    ]
+    (tmp_path / "test.json").unlink()
+    with pytest.raises(MissingDataError) as excinfo:
+        annotation_image_split_generators("demo", tmp_path, splits, "get them here")
+    assert f"demo: expected {tmp_path / 'test.json'} but it does not exist" in str(excinfo.value)
+    assert "get them here" in str(excinfo.value)

@@ -9,6 +9,12 @@ A builder's ``_generate_examples`` typically reads::
             for i, row in enumerate(rows):
                 yield str(i), lambda row=row: {"image": check_image(image_dir / row["file"]), ...}
         yield from guarded_examples(self.config, examples(), where=str(annotation_path))
+
+Image builders also share: :func:`first_file` / :func:`first_dir` (layouts that accept a file in several
+places), the readers of the two caption formats several datasets ship in (:func:`karpathy_rows`,
+:func:`lavis_caption_rows`), :func:`image_text_examples` and :func:`vqa_example` (rows of the
+``image_text`` and ``vqa`` schemas) and :func:`annotation_image_split_generators`. Webdataset shards
+are read by :mod:`vl_hub.data.webdataset`, video layouts by :mod:`vl_hub.data.video_builders`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,3 +175,136 @@ def guarded_examples(
         yield key, example
     if report.count:
         logger.warning("%s: skipped %d invalid example(s); first: %s", where, report.count, report.reasons[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# image builders: locating files, shared annotation formats, example rows
+
+
+def first_file(candidates: Iterable[Path]) -> Path | None:
+    """The first of ``candidates`` that is an existing file, or ``None`` (for layouts that accept a file
+    in several places, e.g. ``data_dir/x.json`` or ``data_dir/annotations/x.json``)."""
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def first_dir(candidates: Iterable[Path]) -> Path | None:
+    """The first of ``candidates`` that is an existing folder, or ``None``."""
+    return next((path for path in candidates if path.is_dir()), None)
+
+
+#: ``(image_id, image path relative to an image root, captions)`` of one image.
+CaptionRow = tuple[str, str, list[str]]
+
+
+def karpathy_rows(
+    path: Path, wanted: tuple[str, ...], locate: Callable[[dict[str, Any]], tuple[str, str]]
+) -> list[CaptionRow]:
+    """The images of Karpathy's ``dataset_<name>.json`` (``{"images": [{"split", "sentences": [{"raw"}],
+    ...}]}``) whose ``"split"`` is in ``wanted``, as :data:`CaptionRow` in file order.
+
+    ``locate(image)`` gives the dataset's ``(image_id, relative image path)`` of an entry; a
+    ``KeyError`` it raises (or a missing ``"sentences"``) names the entry.
+
+    Raises:
+        InvalidExampleError: the file is not in Karpathy's format, or an entry lacks a field.
+    """
+    data = load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise InvalidExampleError(
+            f"{path}: expected the Karpathy format {{'images': [...]}}, got {type(data).__name__}"
+        )
+    rows = []
+    for number, image in enumerate(data["images"]):
+        if image.get("split") not in wanted:
+            continue
+        try:
+            image_id, relative = locate(image)
+            captions = [sentence["raw"].strip() for sentence in image["sentences"]]
+        except KeyError as err:
+            raise InvalidExampleError(f"{path}: images[{number}] lacks the field {err}") from None
+        rows.append((image_id, relative, captions))
+    return rows
+
+
+def lavis_caption_rows(path: Path, image_id: Callable[[str], str]) -> list[CaptionRow]:
+    """LAVIS's image-caption files (``[{"image": "<relative path>", "caption": str | [str], ...}]``: one
+    entry per caption for training, per image with a caption list for evaluation), grouped by
+    ``image_id(relative path)`` into :data:`CaptionRow` in order of first appearance.
+
+    Raises:
+        InvalidExampleError: the file is not a JSON list, or an entry lacks ``image`` or ``caption``.
+    """
+    entries = load_json(path)
+    if not isinstance(entries, list):
+        raise InvalidExampleError(f"{path}: expected a JSON list of {{image, caption}} entries")
+    grouped: dict[str, tuple[str, list[str]]] = {}
+    for number, entry in enumerate(entries):
+        try:
+            relative, caption = entry["image"], entry["caption"]
+        except KeyError as err:
+            raise InvalidExampleError(f"{path}: entry {number} lacks the field {err}") from None
+        captions = grouped.setdefault(image_id(relative), (relative, []))[1]
+        captions.extend(c.strip() for c in ([caption] if isinstance(caption, str) else caption))
+    return [(key, relative, captions) for key, (relative, captions) in grouped.items()]
+
+
+def image_text_examples(
+    rows: Iterable[CaptionRow], image_root: Path, verify: bool = True
+) -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
+    """``(image_id, thunk)`` per :data:`CaptionRow`, for :func:`guarded_examples`; the thunk builds the
+    ``image_text`` example ``{"image_id", "image", "captions"}``, checking ``image_root / path`` with
+    :func:`check_image` (so a missing or corrupt image is skipped with ``skip_invalid``)."""
+    for image_id, relative, captions in rows:
+        yield (
+            image_id,
+            lambda p=relative, i=image_id, c=captions: {
+                "image_id": i,
+                "image": check_image(image_root / p, verify=verify),
+                "captions": c,
+            },
+        )
+
+
+def vqa_example(
+    question_id: str,
+    image_id: str,
+    image: str,
+    question: str,
+    answers: list[str],
+    choices: list[str] | None = None,
+    correct_choice: int = -1,
+    rationales: list[str] | None = None,
+) -> dict[str, Any]:
+    """One row of the ``vqa`` schema; datasets without multiple choice or rationales leave them empty
+    (``choices=[]``, ``correct_choice=-1``, ``rationales=[]``)."""
+    return {
+        "question_id": question_id,
+        "image_id": image_id,
+        "image": image,
+        "question": question,
+        "answers": answers,
+        "choices": [] if choices is None else choices,
+        "correct_choice": correct_choice,
+        "rationales": [] if rationales is None else rationales,
+    }
+
+
+def annotation_image_split_generators(
+    dataset: str, data_dir: Path, splits: Mapping[str, tuple[str, str]], instructions: str
+) -> list[datasets.SplitGenerator]:
+    """One split per ``split -> (annotation file, image folder)`` of ``splits`` (both relative to
+    ``data_dir``), with ``gen_kwargs`` ``annotation_path`` and ``image_dir``.
+
+    Raises:
+        MissingDataError: naming the first missing file or folder, with ``instructions``.
+    """
+    return [
+        datasets.SplitGenerator(
+            name=split,
+            gen_kwargs={
+                "annotation_path": require_path(dataset, data_dir / file_name, instructions),
+                "image_dir": require_path(dataset, data_dir / folder, instructions),
+            },
+        )
+        for split, (file_name, folder) in splits.items()
+    ]
