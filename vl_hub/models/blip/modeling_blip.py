@@ -28,14 +28,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import initialization as init
 
-from vl_hub.layers.med import (
-    CrossAttentionFactory,
-    MedLMHeadModel,
-    MedModel,
-    init_med_weights,
-)
+from vl_hub.layers.med import MedModel
 from vl_hub.layers.vit import VisionTransformer
 from vl_hub.losses import (
     clamp_temperature_,
@@ -52,7 +46,8 @@ from vl_hub.modeling_outputs import (
     ImageTextRetrievalOutput,
     RetrievalScores,
 )
-from vl_hub.modeling_utils import VlHubPreTrainedModel
+from vl_hub.models._lavis_base import LavisPreTrainedModel
+from vl_hub.models._momentum import concat_all_gather
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.convert_blip_checkpoint import TRAINING_STATE_PATTERNS
 from vl_hub.models.blip.inputs import (
@@ -77,98 +72,14 @@ AUTO_CLASSES: dict[str, tuple[str, ...]] = {
 BlipFeatures = ImageTextFeatures
 
 
-class BlipPreTrainedModel(VlHubPreTrainedModel):
-    """Base of every BLIP head: config class, weight init, the tower builders."""
+class BlipPreTrainedModel(LavisPreTrainedModel):
+    """Base of every BLIP head: config class; weight init and the tower builders (``build_vision_encoder``,
+    ``build_text_encoder``, ``build_text_decoder``, ``get_image_embeds``) come from
+    :class:`~vl_hub.models._lavis_base.LavisPreTrainedModel`, shared with ALBEF."""
 
     config: BlipConfig
     config_class = BlipConfig
     base_model_prefix = "blip"
-    main_input_name = "pixel_values"
-    input_modalities = ("image", "text")
-    _no_split_modules = ["ViTBlock", "MedLayer"]
-    #: regexes of LAVIS state-dict keys this head does not keep (dropped by the conversion, with a log line)
-    _lavis_unused_state: ClassVar[tuple[str, ...]] = TRAINING_STATE_PATTERNS + (r"^temp$",)
-    #: ``(old_prefix, new_prefix)`` renames applied by the conversion
-    _lavis_renames: ClassVar[tuple[tuple[str, str], ...]] = ()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        """BERT init for Linear/Embedding/LayerNorm; truncated normal for the ViT's cls/pos embeddings."""
-        std = self.config.initializer_range
-        if module is self:
-            self._init_own_state()
-            return
-        if isinstance(module, VisionTransformer):
-            vstd = self.config.vision_config.initializer_range
-            init.trunc_normal_(module.pos_embed, mean=0.0, std=vstd)
-            init.trunc_normal_(module.cls_token, mean=0.0, std=vstd)
-        elif isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)) or hasattr(module, "bias") and isinstance(
-            getattr(module, "bias", None), nn.Parameter
-        ):
-            if isinstance(module, nn.Linear):
-                init.normal_(module.weight, mean=0.0, std=std)
-                if module.bias is not None:
-                    init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                init.normal_(module.weight, mean=0.0, std=std)
-                if module.padding_idx is not None:
-                    init.zeros_(module.weight[module.padding_idx])
-            elif isinstance(module, nn.LayerNorm):
-                init.ones_(module.weight)
-                init.zeros_(module.bias)
-            else:
-                init_med_weights(module, std)
-        elif isinstance(module, nn.Conv2d):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-
-    def _init_own_state(self) -> None:
-        """Tensors held by the head itself: ``temp`` = ``config.temp``; ITC queues as LAVIS starts them (random unit
-        columns, ids -100, pointer 0). Through ``transformers.initialization`` so loaded values are never touched."""
-        temp = getattr(self, "temp", None)
-        if isinstance(temp, nn.Parameter):
-            init.constant_(temp, float(self.config.temp))
-        for name in ("image_queue", "text_queue"):
-            queue = getattr(self, name, None)
-            if isinstance(queue, torch.Tensor) and queue.device.type != "meta":
-                init.copy_(queue, F.normalize(torch.randn(queue.shape, device=queue.device), dim=0).to(queue.dtype))
-        for name, value in (("idx_queue", -100), ("queue_ptr", 0)):
-            buffer = getattr(self, name, None)
-            if isinstance(buffer, torch.Tensor) and buffer.device.type != "meta":
-                init.constant_(buffer, value)
-
-    # ------------------------------------------------------------------ builders
-    @staticmethod
-    def build_vision_encoder(config: BlipConfig) -> VisionTransformer:
-        """The ViT of ``config.vision_config`` (``visual_encoder.*`` in checkpoints)."""
-        attn = getattr(config, "_attn_implementation", None)
-        return VisionTransformer(
-            **config.vision_config.vit_kwargs(), attn_implementation=attn if attn in ("sdpa", "eager") else "sdpa"
-        )
-
-    @staticmethod
-    def build_text_encoder(
-        config: BlipConfig, cross_attention_factory: CrossAttentionFactory | None = None, **overrides: object
-    ) -> MedModel:
-        """The image-grounded text encoder (``text_encoder.*``): every layer has cross-attention."""
-        return MedModel(config.text_config.to_med_settings(**overrides), cross_attention_factory)
-
-    @staticmethod
-    def build_text_decoder(config: BlipConfig, **overrides: object) -> MedLMHeadModel:
-        """The image-grounded text decoder with its tied LM head (``text_decoder.bert.*``, ``text_decoder.cls.*``)."""
-        return MedLMHeadModel(config.text_config.to_med_settings(**overrides), is_decoder=True)
-
-    def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``pixel_values (B, 3, H, W)`` -> ViT tokens ``(B, 1+N, D)``; ``(B, T, 3, H, W)`` video frames ->
-        the frames' tokens concatenated ``(B, T*(1+N), D)`` (the original's zero-shot video path)."""
-        from vl_hub.models.blip.inputs import check_pixel_values
-
-        pixel_values = check_pixel_values(pixel_values, self.config.vision_config)
-        if pixel_values.dim() == 5:
-            b, t = pixel_values.shape[:2]
-            tokens = self.visual_encoder(pixel_values.flatten(0, 1))
-            return tokens.reshape(b, t * tokens.shape[1], tokens.shape[2])
-        return self.visual_encoder(pixel_values)
 
 
 # ---------------------------------------------------------------------------------------------- shared encoding
@@ -367,15 +278,8 @@ class BlipModel(_BlipContrastiveMixin, BlipPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
-def _concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenates ``tensor`` over every process (no gradient); itself when not distributed."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, tensor.contiguous())
-    return torch.cat(gathered, dim=0)
+#: all-gather of the enqueued features (kept under this name for the BLIP heads importing it)
+_concat_all_gather = concat_all_gather
 
 
 class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):

@@ -15,7 +15,6 @@ The decoder shares every parameter with the text encoder except its self-attenti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,9 +31,9 @@ from vl_hub.losses import (
     itm_labels,
     itm_loss,
     lm_loss,
-    momentum_update_,
     sample_hard_negatives,
 )
+from vl_hub.models._momentum import MomentumMixin
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.inputs import check_pixel_values, check_text, with_first_token
 from vl_hub.models.blip.modeling_blip import (
@@ -97,63 +96,8 @@ class ImageTextPreTrainingOutput(ModelOutput):
 # --------------------------------------------------------------------------- momentum copies
 
 
-class BlipMomentumMixin:
-    """Momentum (EMA) copies of submodules (LAVIS ``MomentumDistilationMixin``).
-
-    A head lists ``(online, momentum)`` attribute names in :meth:`momentum_names` (default: the class attribute
-    ``_momentum_names``), builds both modules, and calls :meth:`copy_params` after ``post_init`` (the
-    initialisation draws the copies independently; LAVIS starts them equal). Momentum parameters never get
-    gradients.
-    """
-
-    _momentum_names: ClassVar[tuple[tuple[str, str], ...]] = ()
-
-    def momentum_names(self) -> tuple[tuple[str, str], ...]:
-        """``(online, momentum)`` submodule names, e.g. ``("visual_encoder", "visual_encoder_m")``."""
-        return self._momentum_names
-
-    def momentum_parameter_pairs(self) -> Iterator[tuple[nn.Parameter, nn.Parameter]]:
-        """Every ``(online parameter, momentum parameter)`` pair, in module order."""
-        for online, momentum in self.momentum_names():
-            params = list(getattr(self, online).parameters())
-            params_m = list(getattr(self, momentum).parameters())
-            if len(params) != len(params_m):
-                raise RuntimeError(f"{online} and {momentum} have different parameter lists")
-            yield from zip(params, params_m)
-
-    @torch.no_grad()
-    def copy_params(self) -> None:
-        """Sets every momentum parameter to its online parameter and freezes it (LAVIS ``copy_params``)."""
-        for param, param_m in self.momentum_parameter_pairs():
-            if param_m.device.type != "meta":
-                param_m.copy_(param)
-            param_m.requires_grad_(False)
-
-    @torch.no_grad()
-    def momentum_update(self) -> None:
-        """``p_m = momentum * p_m + (1 - momentum) * p`` for every pair (LAVIS ``_momentum_update``)."""
-        pairs = list(self.momentum_parameter_pairs())
-        if pairs:
-            params, params_m = zip(*pairs)
-            momentum_update_(params, params_m, self.config.momentum)  # type: ignore[attr-defined]
-
-    def tie_weights(self, missing_keys: set[str] | None = None, recompute_mapping: bool = True) -> None:
-        """transformers' tying, then the momentum bookkeeping that every load needs.
-
-        ``from_pretrained`` re-creates parameters with ``requires_grad=True`` and then calls this method, so the
-        momentum copies are frozen again here. A momentum parameter the checkpoint lacked (``missing_keys``, e.g. a
-        pre-training head loaded from an inference checkpoint) starts as a copy of its online parameter, as LAVIS's
-        ``copy_params`` does, instead of a random draw.
-        """
-        super().tie_weights(missing_keys=missing_keys, recompute_mapping=recompute_mapping)  # type: ignore[misc]
-        with torch.no_grad():
-            for online, momentum in self.momentum_names():
-                for (name, param), param_m in zip(
-                    getattr(self, online).named_parameters(), getattr(self, momentum).parameters()
-                ):
-                    if missing_keys and f"{momentum}.{name}" in missing_keys and param_m.device.type != "meta":
-                        param_m.copy_(param)
-                    param_m.requires_grad_(False)
+#: the momentum-copy mixin shared with the ALBEF heads (see :class:`vl_hub.models._momentum.MomentumMixin`)
+BlipMomentumMixin = MomentumMixin
 
 
 # --------------------------------------------------------------------------- encoder/decoder sharing

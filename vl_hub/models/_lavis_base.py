@@ -1,0 +1,112 @@
+"""The base class of the LAVIS-derived ViT + BERT families (BLIP, ALBEF): weight initialisation, the ITC state a
+head holds itself (``temp``, queues) and the tower builders on the shared layers (:mod:`vl_hub.layers.vit`,
+:mod:`vl_hub.layers.med`). Each family subclasses it with its config class and LAVIS conversion settings."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from transformers import initialization as init
+
+from vl_hub.layers.med import (
+    CrossAttentionFactory,
+    MedLMHeadModel,
+    MedModel,
+    init_med_weights,
+)
+from vl_hub.layers.vit import VisionTransformer
+from vl_hub.modeling_utils import VlHubPreTrainedModel
+from vl_hub.models._inputs import check_pixel_values
+from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
+from vl_hub.models._momentum import init_contrastive_state_
+
+__all__ = ["LavisPreTrainedModel"]
+
+
+class LavisPreTrainedModel(VlHubPreTrainedModel):
+    """Weight init and tower builders of a ViT + MED head; ``config`` needs ``vision_config`` (with ``vit_kwargs()``
+    and ``initializer_range``), ``text_config`` (with ``to_med_settings()``), ``initializer_range`` and ``temp``.
+
+    Class attributes read by the LAVIS conversion (:mod:`vl_hub.models._lavis_conversion`):
+    ``_lavis_unused_state`` (regexes of LAVIS keys the head does not keep) and ``_lavis_renames``
+    (``(old_prefix, new_prefix)`` pairs).
+    """
+
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    _no_split_modules: ClassVar[list[str]] = ["ViTBlock", "MedLayer"]
+    #: regexes of LAVIS state-dict keys this head does not keep (dropped by the conversion, with a log line)
+    _lavis_unused_state: ClassVar[tuple[str, ...]] = TRAINING_STATE_PATTERNS + (r"^temp$",)
+    #: ``(old_prefix, new_prefix)`` renames applied by the conversion
+    _lavis_renames: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """BERT init for Linear/Embedding/LayerNorm; truncated normal for the ViT's cls/pos embeddings."""
+        std = self.config.initializer_range
+        if module is self:
+            self._init_own_state()
+            return
+        if isinstance(module, VisionTransformer):
+            vstd = self.config.vision_config.initializer_range
+            init.trunc_normal_(module.pos_embed, mean=0.0, std=vstd)
+            init.trunc_normal_(module.cls_token, mean=0.0, std=vstd)
+        elif isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)) or hasattr(module, "bias") and isinstance(
+            getattr(module, "bias", None), nn.Parameter
+        ):
+            if isinstance(module, nn.Linear):
+                init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                init.normal_(module.weight, mean=0.0, std=std)
+                if module.padding_idx is not None:
+                    init.zeros_(module.weight[module.padding_idx])
+            elif isinstance(module, nn.LayerNorm):
+                init.ones_(module.weight)
+                init.zeros_(module.bias)
+            else:
+                init_med_weights(module, std)
+        elif isinstance(module, nn.Conv2d):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+    def _init_own_state(self) -> None:
+        """Tensors held by the head itself: ``temp`` = ``config.temp``; ITC queues as LAVIS starts them (random unit
+        columns, ids -100, pointer 0). Through ``transformers.initialization`` so loaded values are never touched."""
+        init_contrastive_state_(self, self.config.temp)
+
+    # ------------------------------------------------------------------ builders
+    @staticmethod
+    def build_vision_encoder(config: Any) -> VisionTransformer:
+        """The ViT of ``config.vision_config`` (``visual_encoder.*`` in checkpoints)."""
+        attn = getattr(config, "_attn_implementation", None)
+        return VisionTransformer(
+            **config.vision_config.vit_kwargs(), attn_implementation=attn if attn in ("sdpa", "eager") else "sdpa"
+        )
+
+    @staticmethod
+    def build_text_encoder(
+        config: Any, cross_attention_factory: CrossAttentionFactory | None = None, **overrides: object
+    ) -> MedModel:
+        """The text encoder (``text_encoder.*``) of ``config.text_config`` (``overrides``: :class:`MedSettings` fields);
+        which layers have cross-attention follows the text config (BLIP: all, ALBEF: from ``fusion_layer``)."""
+        return MedModel(config.text_config.to_med_settings(**overrides), cross_attention_factory)
+
+    @staticmethod
+    def build_text_decoder(config: Any, **overrides: object) -> MedLMHeadModel:
+        """A causal text decoder with its tied LM head (``text_decoder.bert.*``, ``text_decoder.cls.*``) of
+        ``config.text_config`` (``overrides``: :class:`MedSettings` fields)."""
+        return MedLMHeadModel(config.text_config.to_med_settings(**overrides), is_decoder=True)
+
+    def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``pixel_values (B, 3, H, W)`` -> ViT tokens ``(B, 1+N, D)``; ``(B, T, 3, H, W)`` video frames ->
+        the frames' tokens concatenated ``(B, T*(1+N), D)`` (the original's zero-shot video path)."""
+        pixel_values = check_pixel_values(pixel_values, self.config.vision_config)
+        if pixel_values.dim() == 5:
+            b, t = pixel_values.shape[:2]
+            tokens = self.visual_encoder(pixel_values.flatten(0, 1))
+            return tokens.reshape(b, t * tokens.shape[1], tokens.shape[2])
+        return self.visual_encoder(pixel_values)
