@@ -200,3 +200,9 @@ def test_recipe_file_with_bad_value_fails_with_the_key(tmp_path: Path) -> None:
     path.write_text("output_dir: o\ntask: t\nmodel: {name_or_path: m}\nmax_epoch: many\n")
     with pytest.raises(ArgumentsError, match="max_epoch: got 'many' .str., expected int"):
         TrainingArguments.from_recipe(str(path))
+
+
+def test_overrides_leave_the_callers_recipe_alone() -> None:
+    recipe = _minimal()
+    TrainingArguments.from_recipe(recipe, ["--datasets.0.split", "validation", "--model.config.a", "1"])
+    assert recipe == _minimal()

@@ -115,3 +115,12 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path:
     assert_same_weights(weights(out), weights(Path(ref.output_dir)))
     assert _train_losses(out) == _train_losses(Path(ref.output_dir))
     assert resumed.metrics == ref_result.metrics and resumed.best_step == ref_result.best_step
+
+
+def test_resuming_a_finished_run_reports_its_results(tmp_path: Path, toy_dirs: tuple) -> None:
+    args = toy_args(tmp_path, toy_dirs)  # evaluates at steps 12 and 24, last checkpoint step_24
+    first = Trainer.from_arguments(args).train()
+    again = Trainer.from_arguments(args.replace(resume=True)).train()  # nothing left to train
+    assert again.iterations == first.iterations and again.global_step == first.global_step
+    assert again.metrics == first.metrics and again.best_step == first.best_step
+    assert_same_weights(weights(Path(args.output_dir)), weights(Path(args.output_dir) / "checkpoints" / "best"))

@@ -143,5 +143,5 @@ def test_eval_every_n_steps(tmp_path: Path, toy_dirs: tuple) -> None:
     args = toy_args(tmp_path, toy_dirs, eval_strategy="steps", eval_every=5, save_strategy="no", load_best_at_end=False)
     result = Trainer.from_arguments(args).train()
     evals = [r for r in read_log(Path(args.output_dir) / "log.jsonl") if r["split"] == "eval"]
-    assert [r["step"] for r in evals] == [5, 10, 15, 20]
+    assert [r["step"] for r in evals] == [5, 10, 15, 20, 24]  # + the final model
     assert result.metrics["eval/toy/validation/accuracy"] == evals[-1]["eval/toy/validation/accuracy"]

@@ -176,3 +176,17 @@ def test_evaluate_saved_model_and_training_checkpoint(tmp_path: Path, toy_dirs: 
     assert (tmp_path / "eval_a" / "eval_results.json").is_file()
     with pytest.raises(ArgumentsError, match="neither a saved model"):
         evaluate(args, checkpoint=tmp_path)
+
+
+def test_trackers_must_be_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from vl_hub.training.trainer import resolve_trackers
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("tensorboard", "wandb") else real(name, *a))
+    with pytest.raises(ArgumentsError, match=r"report_to: wandb not installed \(pip install wandb\)"):
+        resolve_trackers(["wandb"])
+    assert resolve_trackers(["all"]) == []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard" else None)
+    assert resolve_trackers(["all"]) == ["tensorboard"] == resolve_trackers(["tensorboard", "tensorboard"])

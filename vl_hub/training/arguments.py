@@ -14,6 +14,7 @@ LAVIS project file translates line by line.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -374,7 +375,8 @@ class TrainingArguments:
         """
         from vl_hub.recipes import load_recipe
 
-        data = load_recipe(recipe) if not isinstance(recipe, Mapping) else dict(recipe)
+        # a deep copy: overrides must not reach into the caller's nested mappings and lists
+        data = load_recipe(recipe) if not isinstance(recipe, Mapping) else copy.deepcopy(dict(recipe))
         if overrides:
             items = parse_overrides(list(overrides)) if not isinstance(overrides, Mapping) else dict(overrides)
             for key, value in items.items():

@@ -36,6 +36,8 @@ class TrainerState:
         global_step: optimizer steps taken.
         best_metric / best_step: best ``primary_metric`` on the first validation dataset and its step.
         last_eval_step: step of the most recent evaluation (avoids evaluating twice at one step).
+        best_results / last_results: every validation metric at the best and at the latest evaluation
+            (the final report after a resume needs them).
         plan: fingerprint of the batch plan (sizes, batch size, processes, seed, ratios).
     """
 
@@ -44,6 +46,8 @@ class TrainerState:
     best_metric: float | None = None
     best_step: int | None = None
     last_eval_step: int | None = None
+    best_results: dict[str, float] = field(default_factory=dict)
+    last_results: dict[str, float] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:

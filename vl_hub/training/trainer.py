@@ -206,8 +206,6 @@ class Trainer:
         self.optimizer: Any = None
         self._prepared = False
         self._eval_prepared = False
-        self.best_results: dict[str, float] = {}
-        self.last_results: dict[str, float] = {}
         self._running: dict[str, torch.Tensor] = {}
         self._running_count = 0
         self._log_clock = time.perf_counter()
@@ -502,14 +500,14 @@ class Trainer:
         self.state.last_eval_step = self.state.global_step
         if not results:
             return results
-        self.last_results = results
+        self.state.last_results = dict(results)
         key = f"eval/{self.data.eval_specs[0].display_name}/{self.task.primary_metric}"
         value = results[key]
         improved = self.state.best_metric is None or value > self.state.best_metric
         if improved and math.isfinite(value):
             self.state.best_metric = value
             self.state.best_step = self.state.global_step
-            self.best_results = dict(results)
+            self.state.best_results = dict(results)
             self._save_best()
         record = {"step": self.state.global_step, "iteration": self.state.iteration, "epoch": epoch, "split": "eval"}
         record.update(results)
@@ -662,6 +660,8 @@ class Trainer:
                 self._after_iteration(per_epoch, total, lr, progress)
         progress.close()
         self._log_train(self.state.iteration / per_epoch, lr, None)
+        if args.eval_strategy != "no" and self.data.eval and self.state.last_eval_step != self.state.global_step:
+            self._evaluate_and_track(self.state.iteration / per_epoch)  # the final model is always evaluated
         return self._finish(started)
 
     def _after_iteration(self, per_epoch: int, total: int, lr: float, progress: Any) -> None:
@@ -696,9 +696,9 @@ class Trainer:
         best_dir = checkpoints_dir(self.output_dir) / BEST_DIR
         if args.load_best_at_end and self.state.best_step is not None and best_dir.is_dir():
             load_weights(self.unwrapped_model, best_dir)
-            final = dict(self.best_results)
+            final = dict(self.state.best_results)
         else:
-            final = dict(self.last_results)
+            final = dict(self.state.last_results)
         if self.data.test:
             test = self.evaluate("test")
             final.update(test)
