@@ -22,6 +22,7 @@ from vl_hub.data.builder_utils import (
     annotation_image_split_generators,
     first_dir,
     first_file,
+    image_decode_error,
     image_text_examples,
     karpathy_rows,
     lavis_caption_rows,
@@ -385,6 +386,15 @@ def test_image_text_examples_check_each_image_when_built(tmp_path: Path) -> None
     # verify=False only checks that the file exists
     unverified = dict(image_text_examples(rows, tmp_path, verify=False))
     assert unverified["2"]()["image"] == str(tmp_path / "imgs" / "2.png")
+
+
+def test_image_decode_error_reads_paths_and_file_objects(tmp_path: Path) -> None:
+    Image.new("RGB", (4, 4)).save(tmp_path / "ok.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
+    assert image_decode_error(tmp_path / "ok.png") is None
+    assert image_decode_error(io.BytesIO(_jpeg())) is None
+    assert isinstance(image_decode_error(tmp_path / "bad.png"), Exception)
+    assert isinstance(image_decode_error(io.BytesIO(b"\xff\xd8 not a jpeg")), Exception)
 
 
 def test_vqa_example_fills_the_optional_fields() -> None:

@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import datasets
 
@@ -133,18 +133,26 @@ def check_image(path: Path | str, verify: bool = True) -> str:
     path = Path(path)
     if not path.is_file():
         raise InvalidExampleError(f"image file {path} does not exist; check the download is complete")
-    if verify:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as img:
-                img.load()
-        except Exception as err:  # PIL raises many types for bad files
-            raise InvalidExampleError(
-                f"image file {path} cannot be decoded ({type(err).__name__}: {err}); re-download it, "
-                "or pass skip_invalid=True to skip such examples"
-            ) from err
+    err = image_decode_error(path) if verify else None
+    if err is not None:
+        raise InvalidExampleError(
+            f"image file {path} cannot be decoded ({type(err).__name__}: {err}); re-download it, "
+            "or pass skip_invalid=True to skip such examples"
+        ) from err
     return str(path)
+
+
+def image_decode_error(image: Path | BinaryIO) -> Exception | None:
+    """The error PIL raises when fully decoding ``image`` (a path or a binary file object), or ``None``
+    when it decodes: callers raise an :class:`InvalidExampleError` naming where the image came from."""
+    from PIL import Image
+
+    try:
+        with Image.open(image) as img:
+            img.load()
+    except Exception as err:  # PIL raises many types for bad files
+        return err
+    return None
 
 
 def guarded_examples(

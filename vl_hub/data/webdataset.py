@@ -30,7 +30,13 @@ from typing import Any, BinaryIO
 
 import datasets
 
-from vl_hub.data.builder_utils import InvalidExampleError, guarded_examples, missing_data_error, require_data_dir
+from vl_hub.data.builder_utils import (
+    InvalidExampleError,
+    guarded_examples,
+    image_decode_error,
+    missing_data_error,
+    require_data_dir,
+)
 
 #: image member extensions, in the order a sample's image is looked up.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
@@ -220,12 +226,8 @@ def check_image_bytes(shard: str, member: str, data: bytes) -> None:
     Raises:
         InvalidExampleError: naming the shard and member, when it is not a readable image.
     """
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-    except Exception as err:  # PIL raises many types for bad files
+    err = image_decode_error(io.BytesIO(data))
+    if err is not None:
         raise InvalidExampleError(
             f"{shard}: member {member} cannot be decoded as an image ({type(err).__name__}: {err}); "
             "re-download the shard, or pass skip_invalid=True to skip such samples"
