@@ -3,8 +3,6 @@
 Defaults are BLIP-base (ViT-B/16 at 384 px, BERT-base with ``[DEC]``/``[ENC]`` added: 30524 tokens).
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
@@ -50,13 +48,13 @@ class BlipVisionConfig(PreTrainedConfig):
     hidden_size: int = 768
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
-    mlp_ratio: float = 4.0
+    mlp_ratio: float | int = 4.0
     qkv_bias: bool = True
-    layer_norm_eps: float = 1e-6
-    drop_path_rate: float = 0.0
-    attention_dropout: float = 0.0
+    layer_norm_eps: float | int = 1e-6
+    drop_path_rate: float | int = 0.0
+    attention_dropout: float | int = 0.0
     gradient_checkpointing_layers: int = 0
-    initializer_range: float = 0.02
+    initializer_range: float | int = 0.02
 
     def validate_architecture(self) -> None:
         """Raises ``ValueError`` naming the bad value and the allowed range."""
@@ -120,10 +118,10 @@ class BlipTextConfig(PreTrainedConfig):
     num_attention_heads: int = 12
     intermediate_size: int = 3072
     max_position_embeddings: int = 512
-    layer_norm_eps: float = 1e-12
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    initializer_range: float = 0.02
+    layer_norm_eps: float | int = 1e-12
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    initializer_range: float | int = 0.02
     encoder_width: int | None = None
     pad_token_id: int | None = 0
     bos_token_id: int | None = 30522
@@ -213,21 +211,21 @@ class BlipConfig(PreTrainedConfig):
     vision_config: dict | BlipVisionConfig | None = None
     text_config: dict | BlipTextConfig | None = None
     embed_dim: int = 256
-    temp: float = 0.07
+    temp: float | int = 0.07
     queue_size: int = 57600
-    momentum: float = 0.995
-    alpha: float = 0.4
+    momentum: float | int = 0.995
+    alpha: float | int = 0.4
     negative_all_rank: bool = False
     k_test: int = 256
     max_txt_len: int = 35
     prompt: str = "a picture of "
     prompt_input_ids: list[int] | None = None
-    label_smoothing: float = 0.1
+    label_smoothing: float | int = 0.1
     num_answer_candidates: int = 128
     nlvr_merge_layer: int = 6
     classifier_hidden_size: int | None = None
     use_distill: bool = False
-    initializer_range: float = 0.02
+    initializer_range: float | int = 0.02
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs: Any) -> None:
