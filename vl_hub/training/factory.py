@@ -38,6 +38,17 @@ def import_object(path: str, what: str = "object") -> Any:
     return obj
 
 
+def import_task_modules() -> None:
+    """Imports every task module of ``vl_hub.tasks`` (one per task; each registers itself in ``TASKS``)."""
+    import pkgutil
+
+    import vl_hub.tasks as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
 def resolve_task_class(name: str) -> type:
     """The task class named ``name`` in ``vl_hub.tasks.TASKS``, or imported from ``"module:Class"``.
 
@@ -50,6 +61,8 @@ def resolve_task_class(name: str) -> type:
     if ":" in name:
         cls = import_object(name, "task")
     else:
+        if name not in TASKS:
+            import_task_modules()
         try:
             cls = TASKS.get(name)
         except KeyError as err:
