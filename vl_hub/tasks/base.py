@@ -70,6 +70,11 @@ class Task(abc.ABC):
     families: ClassVar[dict[str, str]]
     primary_metric: ClassVar[str]
 
+    #: Set by the trainer before every ``training_step`` (``vl_hub.training.trainer.TrainingProgress``:
+    #: epoch, iteration in epoch, iterations per epoch, global iteration and step); schedules that
+    #: ramp with training (LAVIS's distillation alpha) read it, so they survive a resume.
+    training_progress: Any = None
+
     def __init__(self, model: torch.nn.Module, processor: Any, **options: Any) -> None:
         self.check_family(model)
         self.model = model
@@ -128,4 +133,11 @@ class Task(abc.ABC):
         batch_size: int = 16,
         progress: bool = True,
     ) -> dict[str, float]:
-        """Runs the evaluation loop over ``dataset`` and returns every metric of the task."""
+        """Runs the evaluation loop over ``dataset`` and returns every metric of the task.
+
+        The trainer calls it on the unwrapped model (eval mode, no grad) with the whole split on every
+        process; the task shards the rows with ``vl_hub.training.evaluation.eval_dataloader`` and
+        gathers with ``gather_for_metrics`` (which drops the padding of the last batch), and returns
+        ``{metric: number}`` including ``primary_metric`` (higher is better). ``accelerator=None``
+        runs single-process.
+        """
