@@ -24,6 +24,9 @@ _LAZY: dict[str, str] = {
     "AutoModelForImagePairClassification": "vl_hub.auto",
     "AutoModelForImageTextClassification": "vl_hub.auto",
     "AutoModelForVideoQuestionAnswering": "vl_hub.auto",
+    "load_model": "vl_hub.zoo",
+    "load_model_and_processor": "vl_hub.zoo",
+    "list_models": "vl_hub.zoo",
 }
 
 __all__ = ["__version__", *_LAZY]

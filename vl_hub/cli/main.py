@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vl_hub.cli import train as train_cli
 
     train_cli.add_parsers(sub)
+    from vl_hub.cli import convert as convert_cli
+
+    convert_cli.add_parser(sub)
     return parser
 
 
