@@ -14,7 +14,11 @@ from vl_hub.registry import Registry
 FAMILIES: Registry[str] = Registry("model family")
 
 # Families whose package exists; a family is added here when it lands (no stubs).
-_FAMILY_MODULES: dict[str, str] = {"blip": "vl_hub.models.blip", "clip": "vl_hub.models.clip"}
+_FAMILY_MODULES: dict[str, str] = {
+    "alpro": "vl_hub.models.alpro",
+    "blip": "vl_hub.models.blip",
+    "clip": "vl_hub.models.clip",
+}
 
 _done = False
 
