@@ -57,29 +57,43 @@ def _check(sim: torch.Tensor, k_test: int, pairs_per_call: int) -> None:
         raise ValueError(f"pairs_per_call must be positive; got {pairs_per_call}")
 
 
+def _query_range(queries: slice | None, total: int, name: str) -> range:
+    """``queries`` (a step-1 slice of query indices, ``None`` for all) as a range within ``[0, total)``."""
+    if queries is None:
+        return range(total)
+    if not isinstance(queries, slice) or queries.step not in (None, 1):
+        raise ValueError(f"{name} must be a slice with step 1 (a contiguous block of queries) or None; got {queries!r}")
+    return range(total)[queries]
+
+
 def _score_direction(
     sim: torch.Tensor,
     k: int,
     itm_score_fn: ItmScoreFn,
     queries_are_images: bool,
     pairs_per_call: int,
+    queries: range,
     known_itm: torch.Tensor | None,
+    known_offset: int = 0,
 ) -> torch.Tensor:
-    """One direction. ``sim`` is ``(Q, C)`` oriented query x candidate. Returns the ITM logits ``(Q, C)`` on each
-    query's top-k and NaN elsewhere (NaN marks "not scored" so that the caller can turn it into -100 in place).
+    """One direction. ``sim`` is ``(Q, C)`` oriented query x candidate; only the queries in ``queries`` are scored.
+    Returns the ITM logits ``(len(queries), C)`` on each query's top-k and NaN elsewhere (NaN marks "not scored" so
+    that the caller can turn it into -100 in place).
 
-    ``known_itm`` (``(C, Q)``, NaN where unknown) holds logits already computed in the other direction.
+    ``known_itm`` (``(R, Q)``, NaN where unknown) holds logits already computed in the other direction for the
+    candidates ``known_offset .. known_offset + R - 1``.
     """
-    num_queries = sim.shape[0]
-    itm = torch.full_like(sim, float("nan"))
+    itm = sim.new_full((len(queries), sim.shape[1]), float("nan"))
     queries_per_call = max(1, pairs_per_call // k)
-    for start in range(0, num_queries, queries_per_call):
-        rows = sim[start : start + queries_per_call]
-        top_idx = rows.topk(k, dim=1).indices  # (q, k)
-        query_idx = torch.arange(start, start + rows.shape[0], device=sim.device)[:, None].expand_as(top_idx)
+    for start in range(queries.start, queries.stop, queries_per_call):
+        stop = min(start + queries_per_call, queries.stop)
+        top_idx = sim[start:stop].topk(k, dim=1).indices  # (q, k)
+        query_idx = torch.arange(start, stop, device=sim.device)[:, None].expand_as(top_idx)
         logits = torch.full(top_idx.shape, float("nan"), dtype=sim.dtype, device=sim.device)
         if known_itm is not None:
-            logits = known_itm[top_idx, query_idx]
+            local = top_idx - known_offset
+            inside = (local >= 0) & (local < known_itm.shape[0])
+            logits[inside] = known_itm[local[inside], query_idx[inside]]
         todo = torch.isnan(logits)
         q_todo, c_todo = query_idx[todo], top_idx[todo]
         if q_todo.numel():
@@ -91,7 +105,7 @@ def _score_direction(
                     "one 'match' logit per pair, shape (P,)"
                 )
             logits[todo] = scores.to(device=sim.device, dtype=sim.dtype)
-        itm[start : start + rows.shape[0]].scatter_(1, top_idx, logits)
+        itm[start - queries.start : stop - queries.start].scatter_(1, top_idx, logits)
     return itm
 
 
@@ -102,6 +116,8 @@ def rerank_top_k(
     k_test: int,
     pairs_per_call: int = 1024,
     reuse_itm: bool = True,
+    image_queries: slice | None = None,
+    text_queries: slice | None = None,
 ) -> RetrievalScores:
     """ITC ranking then ITM re-scoring of each query's top-k, in both directions (see the module docstring).
 
@@ -112,22 +128,27 @@ def rerank_top_k(
         k_test: candidates re-scored per query (clamped to the number of candidates).
         pairs_per_call: upper bound on pairs per ITM call (memory bound): ``pairs_per_call // k`` queries at once.
         reuse_itm: score a pair found in both directions' top-k only once.
+        image_queries, text_queries: contiguous blocks of query indices to score (``slice(start, stop)``), ``None``
+            for all of them. Distributed evaluation gives each process its own blocks of the full ``sim`` (every
+            candidate stays visible) and concatenates the rows afterwards; an empty slice skips a direction.
 
     Returns:
-        :class:`~vl_hub.modeling_outputs.RetrievalScores` with ``score_i2t (N, M)``, ``score_t2i (M, N)`` and
-        ``sim``. Single process: to shard queries over ranks, give each rank its own rows of ``sim``.
+        :class:`~vl_hub.modeling_outputs.RetrievalScores` with ``score_i2t (n, M)`` (the rows of ``image_queries``,
+        all ``N`` by default), ``score_t2i (m, N)`` (the rows of ``text_queries``) and the full ``sim``.
     """
     _check(sim, k_test, pairs_per_call)
+    images = _query_range(image_queries, sim.shape[0], "image_queries")
+    texts = _query_range(text_queries, sim.shape[1], "text_queries")
     # The original's topk fails when k_test exceeds the candidates; re-scoring all of them is the natural meaning.
     k_i2t = min(k_test, sim.shape[1])
     k_t2i = min(k_test, sim.shape[0])
-    score_i2t = _score_direction(sim, k_i2t, itm_score_fn, True, pairs_per_call, None)
+    score_i2t = _score_direction(sim, k_i2t, itm_score_fn, True, pairs_per_call, images, None)
     score_t2i = _score_direction(
-        sim.t(), k_t2i, itm_score_fn, False, pairs_per_call, score_i2t if reuse_itm else None
+        sim.t(), k_t2i, itm_score_fn, False, pairs_per_call, texts, score_i2t if reuse_itm else None, images.start
     )
     # itm + sim on the scored entries; NaN (unscored) + sim stays NaN and becomes -100. In place: no extra matrix.
-    score_i2t.add_(sim).nan_to_num_(nan=FILL_VALUE)
-    score_t2i.add_(sim.t()).nan_to_num_(nan=FILL_VALUE)
+    score_i2t.add_(sim[images.start : images.stop]).nan_to_num_(nan=FILL_VALUE)
+    score_t2i.add_(sim.t()[texts.start : texts.stop]).nan_to_num_(nan=FILL_VALUE)
     return RetrievalScores(score_i2t=score_i2t, score_t2i=score_t2i, sim=sim)
 
 
