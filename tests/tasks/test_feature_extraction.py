@@ -112,6 +112,21 @@ def test_clip_video_and_classification_rows(clip, blip, shapes, cache: Path) -> 
     assert rows.column_names == ["image_id", "label", "image_feat"] and rows.features["label"] == labelled.features["label"]
 
 
+def test_alpro_video_features(cache: Path, fixtures_dir: Path) -> None:
+    from tests.models.alpro.alpro_test_utils import tiny_model
+    from tests.models.alpro.alpro_test_utils import tiny_processor as alpro_processor
+    from vl_hub.models.alpro.modeling_alpro import AlproModel
+    from vl_hub.processing.video import load_video
+
+    model, processor = tiny_model(AlproModel), alpro_processor(fixtures_dir)
+    videos = dummy_split("msrvtt_retrieval", "test", cache)
+    out = extract_features(model, processor, videos, num_frames=4, progress=False)
+    assert out.column_names == ["video_id", "captions", "image_feat", "text_feat", "multimodal_feat"]
+    frames = processor(videos=[load_video(v, 4, "uniform") for v in videos["video"]])["pixel_values"]
+    with torch.no_grad():
+        np.testing.assert_allclose(as_array(out["image_feat"]), model.get_video_features(frames).numpy(), atol=1e-5)
+
+
 def test_bad_input(blip, clip, cache: Path) -> None:
     model, processor = blip
     nlvr = dummy_split("nlvr2", "validation", cache)

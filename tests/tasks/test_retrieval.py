@@ -266,3 +266,31 @@ def test_recipes_carry_lavis_settings(model, processor) -> None:
     assert RetrievalTask(model, processor, **flickr.task_options).options["k_test"] == 128
     clip = validate_recipe("clip/retrieval_coco")  # lavis/projects/clip/exp_coco_ret_ft.yaml
     assert (clip.lr_sched, clip.init_lr, clip.lr_decay_rate, clip.max_epoch) == ("linear_warmup_step_lr", 1e-3, 0.9, 20)
+
+
+def test_alpro_video_retrieval_uses_its_video_head(cache: Path, fixtures_dir: Path) -> None:
+    from tests.models.alpro.alpro_test_utils import lively_model, tiny_model
+    from tests.models.alpro.alpro_test_utils import tiny_processor as alpro_processor
+    from vl_hub.models.alpro.modeling_alpro import AlproForVideoTextRetrieval
+    from vl_hub.processing.video import load_video
+
+    model, processor = tiny_model(AlproForVideoTextRetrieval), alpro_processor(fixtures_dir)
+    videos = dummy_split("msrvtt_retrieval", "test", cache)
+    task = VideoRetrievalTask(model, processor, num_frames=4, k_test=2)
+    assert set(task.evaluate(model, videos, batch_size=1, progress=False)) == METRICS
+    texts, _, _ = caption_index(videos["captions"])
+    enc = processor(text=texts, text_mode="caption")
+    frames = processor(videos=[load_video(v, 4, "uniform") for v in videos["video"]])["pixel_values"]
+    with torch.no_grad():
+        direct = model.retrieval_scores(frames, enc["input_ids"], enc["attention_mask"], k_test=2)
+    assert_same_scores(task.compute_scores(model, videos, batch_size=1, progress=False), direct)
+
+    train = shapes_split("video_text", "train", cache, num_train=4, num_validation=1, num_test=1, num_frames=4)
+    trained = lively_model(AlproForVideoTextRetrieval, seed=1)
+    train_task = VideoRetrievalTask(
+        trained, processor, num_frames=4, train_augment=False, caption_sampling="first", train_frame_sampling="uniform"
+    )
+    batch = train_task.collate_train([train[i] for i in range(4)])
+    assert batch["pixel_values"].shape == (4, 4, 3, 32, 32)
+    losses = losses_over_steps(train_task, trained, batch, steps=6, lr=1e-3)
+    assert losses[-1] < 0.9 * losses[0], losses

@@ -299,8 +299,13 @@ class RetrievalTask(Task):
 @register_task
 class VideoRetrievalTask(RetrievalTask):
     """Video-text retrieval on ``video_text`` rows: the same training and evaluation as :class:`RetrievalTask` on
-    ``num_frames`` frames per video (BLIP and CLIP: zero-shot from image checkpoints, frames' features averaged)."""
+    ``num_frames`` frames per video (ALPRO: its TimeSformer video features and VTM head; BLIP and CLIP: zero-shot from
+    image checkpoints, frames' features averaged)."""
 
     name: ClassVar[str] = "video_retrieval"
     schemas: ClassVar[tuple[str, ...]] = ("video_text",)
-    families: ClassVar[dict[str, str]] = {"blip": "BlipForImageTextRetrieval", "clip": "ClipModel"}
+    families: ClassVar[dict[str, str]] = {
+        "alpro": "AlproForVideoTextRetrieval",
+        "blip": "BlipForImageTextRetrieval",
+        "clip": "ClipModel",
+    }
