@@ -97,7 +97,8 @@ def test_evaluation_equals_brute_force_itm(model, processor, shapes, k_test: int
 
 @pytest.mark.parametrize(("world", "batch_size"), [(2, 2), (3, 4)])
 def test_sharded_evaluation_equals_single_process(model, processor, shapes, world: int, batch_size: int) -> None:
-    task = RetrievalTask(model, processor, k_test=3, pairs_per_call=6, text_batch_size=5)
+    # (3, 4) also gathers the image tokens a few rows at a time (offloaded to the CPU)
+    task = RetrievalTask(model, processor, k_test=3, pairs_per_call=6, text_batch_size=5, offload_image_embeds=world == 3)
     single = task.compute_scores(model, shapes, batch_size=batch_size, progress=False)
     # (3, 4): 7 rows in 2 batches over 3 processes -> process 2 owns none and runs a placeholder batch
     results = run_processes(world, lambda acc: task.compute_scores(model, shapes, accelerator=acc, batch_size=batch_size, progress=False))
@@ -198,6 +199,9 @@ def test_shard_plan_and_gather_rows() -> None:
     for rows, bools in out:
         assert torch.equal(rows, torch.tensor([[0.0], [1.0], [2.0], [7.0], [8.0]]))
         assert torch.equal(bools, torch.tensor([True, False, True, False, True]))
+    for chunk in (1, 2):  # the same a few rows per gather
+        out = run_processes(3, lambda acc, c=chunk: gather_rows(acc, locals_[acc.process_index], counts, chunk_rows=c))
+        assert all(torch.equal(rows, torch.tensor([[0.0], [1.0], [2.0], [7.0], [8.0]])) for rows in out)
 
 
 def test_bad_input_lists_compatible_datasets_and_families(model, processor, cache: Path) -> None:

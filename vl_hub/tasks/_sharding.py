@@ -87,7 +87,9 @@ def plan_shards(num_rows: int, batch_size: int, accelerator: Any | None, min_bat
     return ShardPlan(batches=mine, counts=counts, rank=rank)
 
 
-def gather_rows(accelerator: Any | None, local: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+def gather_rows(
+    accelerator: Any | None, local: torch.Tensor, counts: Sequence[int], chunk_rows: int | None = None
+) -> torch.Tensor:
     """Concatenates every process's real rows in process order; the result is on every process.
 
     Args:
@@ -95,6 +97,8 @@ def gather_rows(accelerator: Any | None, local: torch.Tensor, counts: Sequence[i
         local: ``(n_local, ...)`` this process's rows; only the first ``counts[rank]`` are real (a placeholder
             process computed rows it does not own).
         counts: real rows per process (:attr:`ShardPlan.counts`).
+        chunk_rows: gather at most this many rows per process at a time, so that only ``P * chunk_rows`` rows are
+            ever on the accelerator's device at once (``local`` kept on the CPU stays there); ``None``: one gather.
 
     Returns:
         ``(sum(counts), ...)`` on ``local``'s device.
@@ -108,14 +112,22 @@ def gather_rows(accelerator: Any | None, local: torch.Tensor, counts: Sequence[i
     width = max(counts)
     if width == 0:
         return own
-    padded = torch.cat([own, own.new_zeros(width - own.shape[0], *own.shape[1:])]) if own.shape[0] < width else own
-    # collectives move bool poorly on some backends; uint8 round-trips exactly
-    is_bool = padded.dtype == torch.bool
-    payload = padded.to(torch.uint8) if is_bool else padded
-    gathered = accelerator.gather(payload.contiguous().to(accelerator.device))
-    keep = torch.cat([torch.arange(r * width, r * width + c) for r, c in enumerate(counts)]).to(gathered.device)
-    out = gathered.index_select(0, keep)
-    return (out.bool() if is_bool else out).to(local.device)
+    step = width if chunk_rows is None else max(1, int(chunk_rows))
+    parts: list[list[torch.Tensor]] = [[] for _ in range(world)]
+    for offset in range(0, width, step):
+        rows = min(step, width - offset)
+        piece = own[offset : offset + rows]
+        if piece.shape[0] < rows:
+            piece = torch.cat([piece, piece.new_zeros(rows - piece.shape[0], *piece.shape[1:])])
+        # collectives move bool poorly on some backends; uint8 round-trips exactly
+        payload = piece.to(torch.uint8) if piece.dtype == torch.bool else piece
+        gathered = accelerator.gather(payload.contiguous().to(accelerator.device)).to(local.device)
+        for r, count in enumerate(counts):
+            real = min(rows, max(0, count - offset))
+            if real:
+                parts[r].append(gathered[r * rows : r * rows + real])
+    out = torch.cat([chunk for per_process in parts for chunk in per_process])
+    return out.bool() if local.dtype == torch.bool else out
 
 
 def rows_of(dataset: Any, start: int, stop: int) -> list[dict[str, Any]]:

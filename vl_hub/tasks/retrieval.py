@@ -224,9 +224,9 @@ class RetrievalTask(Task):
         feat = gather_rows(accelerator, torch.cat(feats), plan.counts)
         if not with_tokens:
             return None, feat
-        # the placeholder batch of a process without rows is cut by gather_rows
-        local = torch.cat(tokens)
-        return gather_rows(accelerator, local if store == device else local.to(device), plan.counts).to(store), feat
+        # offloaded tokens travel through the device a few batches at a time, so they never all sit there
+        chunk = 4 * batch_size if self.options["offload_image_embeds"] else None
+        return gather_rows(accelerator, torch.cat(tokens), plan.counts, chunk_rows=chunk), feat
 
     def _encode_texts(
         self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
