@@ -120,3 +120,19 @@ def test_qa_ignores_labels_outside_the_vocabulary() -> None:
     none = model(**batch, labels=torch.full((3,), -100))
     assert none.loss.item() == 0.0 and none.loss.requires_grad
     assert model.predict_answers(**batch) == [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients() -> None:
+    batch = make_inputs(3)
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model(AlproForVideoTextRetrieval)
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        model.train()
+        torch.manual_seed(0)  # same hard negatives
+        model(**batch, return_loss=True).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert sum(getattr(m, "gradient_checkpointing", False) for m in model.modules()) == 6  # 2 video + 4 text layers
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=0, msg=name)

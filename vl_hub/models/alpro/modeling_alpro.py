@@ -21,7 +21,7 @@ is ``text_encoder.*``, both renamed by ``convert_alpro_checkpoint.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -466,17 +466,36 @@ class AlproModel(_AlproContrastiveMixin, AlproPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------- losses
+class _AllGatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward hands each process the summed gradient of its own rows (LAVIS ``GatherLayer``);
+    works with every backend (gloo included)."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        import torch.distributed as dist
+
+        gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, local.contiguous())
+        return tuple(gathered)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        stacked = torch.stack(grads)
+        dist.all_reduce(stacked)
+        return stacked[dist.get_rank()]
+
+
 def _gather_with_grad(local: torch.Tensor) -> torch.Tensor:
-    """``local (B, E)`` followed by the features of every other process (gradients flow back to their owners);
+    """``local (B, E)`` followed by the features of every other process (their gradients flow back to their owners);
     ``local`` itself in a single process. LAVIS gathers in rank order; putting this process first only permutes the
     columns, which changes neither the softmax losses nor the in-batch block the hard negatives come from."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return local
-    from torch.distributed.nn.functional import all_gather
-
-    gathered = all_gather(local.contiguous())
+    gathered = _AllGatherWithGrad.apply(local)
     rank = dist.get_rank()
     return torch.cat([local] + [g for i, g in enumerate(gathered) if i != rank], dim=0)
 
