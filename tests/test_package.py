@@ -41,3 +41,10 @@ def test_cli_list_and_version(capsys) -> None:
     assert "families:" in out and "tasks:" in out and "datasets:" in out
     proc = subprocess.run([sys.executable, "-m", "vl_hub.cli", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and vl_hub.__version__ in proc.stdout
+
+
+def test_public_api_of_design_is_exposed() -> None:
+    for name in ("load_model", "load_model_and_processor", "load_dataset", "extract_features", "list_models",
+                 "list_datasets", "list_tasks"):
+        assert callable(getattr(vl_hub, name)), name
+    assert {"captioning", "retrieval", "vqa"} <= set(vl_hub.list_tasks())

@@ -27,6 +27,9 @@ _LAZY: dict[str, str] = {
     "load_model": "vl_hub.zoo",
     "load_model_and_processor": "vl_hub.zoo",
     "list_models": "vl_hub.zoo",
+    "list_tasks": "vl_hub.tasks",
+    "get_task": "vl_hub.tasks",
+    "extract_features": "vl_hub.tasks.feature_extraction",
 }
 
 __all__ = ["__version__", *_LAZY]
