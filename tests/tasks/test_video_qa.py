@@ -189,3 +189,23 @@ def test_recipe_builds_the_task(processor) -> None:
     ans2label = dummy_dir("msrvtt_qa") / "lavis" / "annotations" / "qa_ans2label.json"
     task = VideoQATask(vqa_model(), processor, **{**args.task_options, "answer_list": str(ans2label)})
     assert (task.inference_method, task.opts["num_frames"]) == ("rank", 8)
+
+
+def test_alpro_answer_classifier_trains_and_evaluates(data, fixtures_dir) -> None:
+    """The real ALPRO head (tiny) through the task: classification targets, loss goes down, accuracy returned."""
+    from tests.models.alpro.alpro_test_utils import lively_model
+    from tests.models.alpro.alpro_test_utils import tiny_processor as alpro_processor
+    from vl_hub.models.alpro.modeling_alpro import AlproForVideoQuestionAnswering
+
+    answers = ["car", "kitchen", "woman", "ball", "dog"]
+    model = lively_model(AlproForVideoQuestionAnswering, num_labels=5, id2label=dict(enumerate(answers)))
+    task = VideoQATask(model, alpro_processor(fixtures_dir), num_frames=4)
+    assert task.classifier
+    batch = task.collate_train(rows_of(data["train"]))
+    assert batch["pixel_values"].shape[1:] == (4, 3, 32, 32)
+    losses = train_losses(task, model, batch, steps=8, lr=1e-3)
+    assert losses[-1] < losses[0], losses
+    model.eval()
+    with pytest.warns(UserWarning):
+        metrics = task.evaluate(model, data["val"], progress=False)
+    assert 0.0 <= metrics["accuracy"] <= 100.0

@@ -146,8 +146,12 @@ def collate_generator() -> np.random.Generator:
 
 
 def _image_size(processor: Any) -> int | None:
-    size = getattr(getattr(processor, "image_processor", None), "image_size", None)
-    return size if isinstance(size, int) and not isinstance(size, bool) else None
+    """The processor's image/frame side: its image processor's, its video processor's (ALPRO) or its own."""
+    for owner in (getattr(processor, "image_processor", None), getattr(processor, "video_processor", None), processor):
+        size = getattr(owner, "image_size", None)
+        if isinstance(size, int) and not isinstance(size, bool):
+            return size
+    return None
 
 
 def batch_pixels(

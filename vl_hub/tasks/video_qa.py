@@ -41,8 +41,11 @@ class VideoQATask(QuestionAnsweringTask):
 
     name: ClassVar[str] = "video_qa"
     schemas: ClassVar[tuple[str, ...]] = ("video_qa",)
-    # ALPRO adds "alpro": "AlproForVideoQuestionAnswering" (an answer classifier) when its head lands
-    families: ClassVar[dict[str, str]] = {"blip": "BlipForQuestionAnswering"}
+    # ALPRO's head is an answer classifier over config.id2label (classify_answers)
+    families: ClassVar[dict[str, str]] = {
+        "blip": "BlipForQuestionAnswering",
+        "alpro": "AlproForVideoQuestionAnswering",
+    }
     primary_metric: ClassVar[str] = "accuracy"
     extra_options: ClassVar[dict[str, Any]] = {
         "num_frames": 8,
