@@ -23,8 +23,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_quickstart_dirs_are_home_then_working_directory(home: Path) -> None:
+def test_quickstart_dirs_are_home_then_working_directory(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert quickstart_dirs() == [home / "home" / "quickstart", home / "work" / "vlhub_quickstart"]
+    monkeypatch.delenv("VLHUB_HOME")  # vl-hub quickstart then writes to ./vlhub_quickstart only
+    assert quickstart_dirs() == [home / "work" / "vlhub_quickstart"]
 
 
 def test_default_model_dir_prefers_quickstart_folders_in_order(home: Path) -> None:
@@ -75,6 +77,24 @@ def test_untrained_bundle_has_every_capability_and_says_untrained(blip_bundle: M
     assert blip_bundle.head_for("features").head == "BlipForImageTextRetrieval"
     summary = blip_bundle.summary_markdown()
     assert "Untrained model" in summary and "vl-hub quickstart" in summary
+
+
+def test_a_quickstart_layout_loads_its_model_folders_only(tmp_path: Path, blip_dir: Path) -> None:
+    """``vl-hub quickstart`` writes retrieval/, captioning/, processor/ (no config.json) and dataset_cache/."""
+    import shutil
+
+    root = tmp_path / "vlhub_quickstart"
+    shutil.copytree(blip_dir / "retrieval", root / "retrieval")
+    shutil.copytree(blip_dir / "caption", root / "captioning")
+    (root / "processor").mkdir()
+    shutil.copy(blip_dir / "caption" / "tokenizer.json", root / "processor")
+    (root / "dataset_cache" / "vl_hub_shapes").mkdir(parents=True)
+    bundle = load_model_bundle(root)
+    assert [h.head for h in bundle.heads] == ["BlipForConditionalGeneration", "BlipForImageTextRetrieval"]
+    assert bundle.name == "vlhub_quickstart" and not bundle.untrained
+    assert bundle.capabilities == ["caption", "itm", "features"]
+    with pytest.raises(DemoInputError, match="cannot do visual question answering"):
+        bundle.head_for("vqa")
 
 
 def test_capabilities_by_head_name() -> None:

@@ -1,9 +1,10 @@
 """The model the demo serves when none is named: the ``vl-hub quickstart`` checkpoint, else an untrained tiny BLIP.
 
 :func:`default_model_dir` is the single place that decides. It returns the first quickstart folder that exists
-(:func:`quickstart_dirs`: ``$VLHUB_HOME/quickstart``, then ``./vlhub_quickstart``); when there is none it builds (once)
-a tiny BLIP with randomly initialised captioning, VQA and retrieval heads and a WordPiece tokenizer over the words of
-the synthetic ``vl_hub_shapes`` data, saved under ``$VLHUB_HOME/demo/untrained_blip``. That folder carries a
+(:func:`quickstart_dirs`: ``$VLHUB_HOME/quickstart`` when ``VLHUB_HOME`` is set, then ``./vlhub_quickstart`` -- where
+``vl-hub quickstart`` writes); when there is none it builds (once) a tiny BLIP with randomly initialised captioning, VQA
+and retrieval heads and a WordPiece tokenizer over the words of the synthetic ``vl_hub_shapes`` data, saved under
+``$VLHUB_HOME/demo/untrained_blip`` (``VLHUB_HOME`` defaults to ``~/.cache/vl_hub``). That folder carries a
 ``vl_hub_demo.json`` marker (``{"untrained": true}``) so that the page labels its outputs as meaningless.
 
 Folder layout (what :func:`vl_hub.demo.models.load_model_bundle` reads): one checkpoint folder (``config.json``,
@@ -59,8 +60,10 @@ def vlhub_home() -> Path:
 
 
 def quickstart_dirs() -> list[Path]:
-    """Where a ``vl-hub quickstart`` model may be, in the order they are tried."""
-    return [vlhub_home() / QUICKSTART_DIRNAME, Path.cwd() / LOCAL_QUICKSTART_DIR]
+    """Where a ``vl-hub quickstart`` model may be, in the order they are tried: ``$VLHUB_HOME/quickstart`` (only when
+    ``VLHUB_HOME`` is set, as ``vl-hub quickstart`` writes there only then), then ``./vlhub_quickstart``."""
+    local = Path.cwd() / LOCAL_QUICKSTART_DIR
+    return [vlhub_home() / QUICKSTART_DIRNAME, local] if os.environ.get("VLHUB_HOME") else [local]
 
 
 def _holds_checkpoint(folder: Path) -> bool:
