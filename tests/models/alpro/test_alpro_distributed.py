@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -36,9 +37,11 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.timeout(300)
 def test_two_processes_compute_the_global_in_batch_loss(tmp_path: Path) -> None:
-    # fork: the children reuse the imported modules (spawning re-imports transformers in each, ~10x slower)
-    mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, start_method="fork")
+    # spawn, not fork: a child forked from a parent whose OpenMP pool is running (any earlier test in the session)
+    # can deadlock in its first parallel region (libgomp is not fork-safe)
+    mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, start_method="spawn")
     ranks = [torch.load(tmp_path / f"{r}.pt") for r in range(WORLD)]
     video, text = (t.clone().requires_grad_(True) for t in _features())
     loss, sim, _ = _video_text_contrastive_loss(video, text, torch.tensor(TEMP))
