@@ -15,6 +15,7 @@ FAMILIES: Registry[str] = Registry("model family")
 
 # Families whose package exists; a family is added here when it lands (no stubs).
 _FAMILY_MODULES: dict[str, str] = {
+    "albef": "vl_hub.models.albef",
     "alpro": "vl_hub.models.alpro",
     "blip": "vl_hub.models.blip",
     "clip": "vl_hub.models.clip",
