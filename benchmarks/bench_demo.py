@@ -75,7 +75,8 @@ def build_base_blip(folder: Path) -> Path:
     config = BlipConfig(
         vision_config={"image_size": 384},
         text_config={
-            "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+            "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.sep_token_id, "sep_token_id": tokenizer.sep_token_id,
             "cls_token_id": tokenizer.cls_token_id, "enc_token_id": tokenizer.enc_token_id,
         },
@@ -84,7 +85,8 @@ def build_base_blip(folder: Path) -> Path:
     )
     torch.manual_seed(0)
     BlipForConditionalGeneration(config).eval().save_pretrained(folder / "caption")
-    VlHubBlipProcessor(VlHubBlipImageProcessor(image_size=384), tokenizer, prompt=prompt).save_pretrained(folder / "caption")
+    processor = VlHubBlipProcessor(VlHubBlipImageProcessor(image_size=384), tokenizer, prompt=prompt)
+    processor.save_pretrained(folder / "caption")
     return folder
 
 

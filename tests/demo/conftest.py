@@ -56,7 +56,8 @@ def albef_bundle(fixtures_dir: Path) -> ModelBundle:
     from vl_hub.models.blip.image_processing_blip import VlHubBlipImageProcessor
 
     torch.manual_seed(0)
-    processor = AlbefProcessor(VlHubBlipImageProcessor(image_size=32), build_albef_tokenizer(fixtures_dir / "bert_vocab.txt"))
+    tokenizer = build_albef_tokenizer(fixtures_dir / "bert_vocab.txt")
+    processor = AlbefProcessor(VlHubBlipImageProcessor(image_size=32), tokenizer)
     return ModelBundle.from_heads("tiny ALBEF", [(AlbefForImageTextRetrieval(tiny_albef_config()), processor)])
 
 

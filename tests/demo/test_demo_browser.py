@@ -41,7 +41,9 @@ def _unavailable(message: str) -> None:
 @pytest.fixture(scope="module")
 def playwright_api() -> object:
     if not CHROMIUM.is_file():
-        _unavailable(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser test")
+        _unavailable(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser test"
+        )
     try:
         from playwright import sync_api
     except ImportError:

@@ -166,7 +166,8 @@ COSINE, ITM = list(tab_zero_shot.SCORES)
 def test_zero_shot_cosine_is_a_softmax_of_scaled_cosines(ctx, image_path: str) -> None:
     table, label, status = tab_zero_shot.classify(ctx, None, image_path, "circle, square, triangle", "a {}", COSINE)
     head = ctx.bundle(None).head_for("features")
-    cos = text_features(head, ["a circle", "a square", "a triangle"]) @ image_features(head, [read_image(image_path)])[0]
+    image_feat = image_features(head, [read_image(image_path)])[0]
+    cos = text_features(head, ["a circle", "a square", "a triangle"]) @ image_feat
     expected = (cos / float(head.model.temp.detach())).softmax(0)
     assert list(table["class"]) == ["circle", "square", "triangle"]
     torch.testing.assert_close(torch.tensor(table["probability"].to_list()), expected, rtol=1e-5, atol=1e-6)
@@ -175,7 +176,8 @@ def test_zero_shot_cosine_is_a_softmax_of_scaled_cosines(ctx, image_path: str) -
 
 
 def test_zero_shot_clip_matches_its_classifier(ctx, image_path: str) -> None:
-    table, _, _ = tab_zero_shot.classify(ctx, "tiny CLIP", image_path, "cat, dog, car, bird", "a photo of the {}", COSINE)
+    classes, template = "cat, dog, car, bird", "a photo of the {}"
+    table, _, _ = tab_zero_shot.classify(ctx, "tiny CLIP", image_path, classes, template, COSINE)
     head = ctx.bundle("tiny CLIP").heads[0]
     pixels = head.processor(images=[read_image(image_path)])["pixel_values"]
     with torch.no_grad():

@@ -106,7 +106,7 @@ def test_capabilities_by_head_name() -> None:
 
 
 def test_missing_capability_names_the_heads_and_what_to_load(clip_bundle: ModelBundle) -> None:
-    with pytest.raises(DemoInputError, match=r"cannot do image captioning: its heads are ClipForZeroShotClassification"):
+    with pytest.raises(DemoInputError, match=r"cannot do image captioning: its heads are ClipForZeroShot"):
         clip_bundle.head_for("caption")
     with pytest.raises(DemoInputError, match="image-text retrieval head"):
         clip_bundle.head_for("itm")

@@ -66,7 +66,8 @@ def _manager(models: Any, device: str, catalogue: bool) -> ModelManager:
 
 
 def build_app(
-    models: ModelManager | ModelBundle | str | os.PathLike[str] | Sequence[ModelBundle | str | os.PathLike[str]] | None = None,
+    models: ModelManager | ModelBundle | str | os.PathLike[str] | Sequence[ModelBundle | str | os.PathLike[str]]
+    | None = None,
     *,
     gallery: GalleryIndex | str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,

@@ -115,7 +115,8 @@ def _strings(value: Any, skip: tuple[str, ...] = ()) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
-        return [s for k, v in value.items() if k not in skip and k != "id" and not k.endswith("_id") for s in _strings(v)]
+        kept = [v for k, v in value.items() if k not in skip and k != "id" and not k.endswith("_id")]
+        return [s for v in kept for s in _strings(v)]
     if isinstance(value, (list, tuple)):
         return [s for v in value for s in _strings(v)]
     return []
@@ -183,7 +184,10 @@ def build_untrained_blip(folder: str | os.PathLike[str], seed: int = 0) -> Path:
         torch.manual_seed(seed + index)
         model = head(config).eval()
         processor = VlHubBlipProcessor(
-            VlHubBlipImageProcessor(image_size=_TINY_VISION["image_size"]), tokenizer, max_txt_len=30, prompt=head_prompt
+            VlHubBlipImageProcessor(image_size=_TINY_VISION["image_size"]),
+            tokenizer,
+            max_txt_len=30,
+            prompt=head_prompt,
         )
         model.save_pretrained(work / sub)
         processor.save_pretrained(work / sub)

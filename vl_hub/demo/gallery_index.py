@@ -83,7 +83,9 @@ class GalleryIndex:
 
     # ------------------------------------------------------------------ sources
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> GalleryIndex:
+    def from_folder(
+        cls, folder: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+    ) -> GalleryIndex:
         """Every image file under ``folder`` (recursively, sorted).
 
         Raises:

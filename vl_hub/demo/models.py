@@ -5,7 +5,8 @@ A bundle comes from
 * a checkpoint folder (``config.json`` naming a vl_hub head, weights, processor files), or a folder of such folders
   (``caption/``, ``vqa/``, ``retrieval/`` ...: one head each), optionally with a ``vl_hub_demo.json`` marker
   (``{"name": ..., "untrained": true, "description": ...}``);
-* a catalogue entry ``name:model_type`` (``blip_caption:base_coco``, through :func:`vl_hub.zoo.load_model_and_processor`);
+* a catalogue entry ``name:model_type`` (``blip_caption:base_coco``, through
+  :func:`vl_hub.zoo.load_model_and_processor`);
 * a Hub repository id (``from_pretrained``; offline that fails with a readable message);
 * heads built in memory (:meth:`ModelBundle.from_heads`, what the tests do).
 
@@ -200,7 +201,8 @@ class ModelBundle:
         if self.untrained:
             lines.append(
                 "> ⚠ **Untrained model (random weights): its outputs are meaningless.** Run `vl-hub quickstart` to "
-                "train a small model on the synthetic data, or start the demo with `--model <folder or catalogue name>`."
+                "train a small model on the synthetic data, or start the demo with "
+                "`--model <folder or catalogue name>`."
             )
         heads = ", ".join(f"`{h.head}`" for h in self.heads)
         can = ", ".join(CAPABILITIES[c].split(",")[0] for c in self.capabilities) or "nothing this demo serves"

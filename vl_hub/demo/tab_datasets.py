@@ -166,16 +166,18 @@ def build(ctx: DemoContext) -> None:
                     slots.append(gr.Markdown("", visible=False, elem_id=f"ds-text-{n}", elem_classes=["vl-sample"]))
 
     page_outputs = [state, summary, *slots, status]
-    page_count = len(page_outputs) - 1
-    builder.change(ui_handler(functools.partial(change_builder, ctx), 2, keep_outputs=True), inputs=[builder],
+    count = len(page_outputs) - 1
+
+    def wired(fn: Any, outputs: int = count) -> Any:
+        # the grid keeps its page when a request fails: the message explains, nothing is lost
+        return ui_handler(fn, outputs, keep_outputs=True)
+
+    builder.change(wired(functools.partial(change_builder, ctx), 2), inputs=[builder],
                    outputs=[config, data_dir, status])
-    open_button.click(ui_handler(functools.partial(open_dataset, ctx), page_count + 1, keep_outputs=True),
-                      inputs=[builder, config, data_dir, split], outputs=[split, *page_outputs], api_name="open_dataset")
-    split.input(ui_handler(functools.partial(change_split, ctx), page_count, keep_outputs=True), inputs=[state, split],
-                outputs=page_outputs)
-    prev_button.click(ui_handler(functools.partial(move, ctx, pages=-1), page_count, keep_outputs=True), inputs=[state],
-                      outputs=page_outputs)
-    next_button.click(ui_handler(functools.partial(move, ctx, pages=1), page_count, keep_outputs=True), inputs=[state],
-                      outputs=page_outputs)
-    shuffle_button.click(ui_handler(functools.partial(shuffle, ctx), page_count, keep_outputs=True), inputs=[state], outputs=page_outputs)
-    goto_button.click(ui_handler(functools.partial(goto, ctx), page_count, keep_outputs=True), inputs=[state, index], outputs=page_outputs)
+    open_button.click(wired(functools.partial(open_dataset, ctx), count + 1), inputs=[builder, config, data_dir, split],
+                      outputs=[split, *page_outputs], api_name="open_dataset")
+    split.input(wired(functools.partial(change_split, ctx)), inputs=[state, split], outputs=page_outputs)
+    prev_button.click(wired(functools.partial(move, ctx, pages=-1)), inputs=[state], outputs=page_outputs)
+    next_button.click(wired(functools.partial(move, ctx, pages=1)), inputs=[state], outputs=page_outputs)
+    shuffle_button.click(wired(functools.partial(shuffle, ctx)), inputs=[state], outputs=page_outputs)
+    goto_button.click(wired(functools.partial(goto, ctx)), inputs=[state, index], outputs=page_outputs)

@@ -53,7 +53,9 @@ def classify(
     names = class_list(classes)
     pattern = str(template or "").strip() or "{}"
     if pattern.count("{}") != 1:
-        raise DemoInputError(f"The prompt template must contain '{{}}' once (where the class name goes); got {pattern!r}.")
+        raise DemoInputError(
+            f"The prompt template must contain '{{}}' once (where the class name goes); got {pattern!r}."
+        )
     prompts = [pattern.format(name) for name in names]
     if kind == "cosine":
         image_feat = heads.image_features(head, [picture])[0]
