@@ -16,10 +16,14 @@ ITM callables (``--backend``):
   12-layer BERT forward issues about 200 kernels, ~2 ms, almost independent of the batch until the device is full)
   and then computes a per-pair logit from the features (a 32-wide product, small per-pair work). This is the
   regime the batching targets: per-query calls of ``k_test`` pairs leave the device idle between launches.
-* ``tiny-blip``: the real ITM forward (``BlipForImageTextRetrieval.itm_match_logits``) of the tiny test BLIP
-  (ViT 32 px / 17 tokens, 2-layer width-64 text encoder) on random image tokens and captions, on this machine's
-  CPU. Such a forward is compute-bound from a few pairs on (about 0.2-0.3 ms per pair against ~2 ms per call), so
-  batching across queries saves little here: expect ~1x (plus the pairs reused across directions).
+* ``tiny-blip``: the real ITM forward (``BlipForImageTextRetrieval.itm_match_logits``) of a random BLIP (default
+  the tiny test one: 17 image tokens of width 64, 2-layer width-64 text encoder; ``--text-width 768 --heads 12
+  --image-tokens 577 --image-width 768 --text-layers L`` gives BLIP-base width at reduced depth) on random image
+  tokens and captions, on this machine's CPU. The per-query loop repeats each image's tokens per pair and projects
+  its cross-attention keys/values for every pair, as the original does; vl_hub's batched scorer projects each unique
+  image of a call once and gathers the keys/values per pair (``--batched-per-pair`` also times the batched scorer
+  without that reuse). At BLIP-base width the key/value projection of 577 image tokens dominates a pair's cost, so
+  the reuse is where the speed-up comes from on a CPU.
 
 Memory: peak resident memory (``VmHWM``, reset through ``/proc/self/clear_refs``) while scoring, minus the memory
 held before, minus the three ``(N, M)`` float32 output matrices (sim, score_i2t, score_t2i), i.e. the working
@@ -27,7 +31,7 @@ memory of the re-ranking, as ``N`` grows. The batched scorer's working memory is
 same scorer with one call per direction (no chunking) grows with ``N * k``.
 
 Run: ``python benchmarks/bench_retrieval.py [--images 1000] [--k-test 256] [--pairs-per-call 8192]
-[--call-latency-ms 2] [--sizes 250,500,1000] [--backend cost-model|tiny-blip]``. Timings are single runs (the loop
+[--call-latency-ms 2] [--sizes 250,500,1000] [--backend cost-model|tiny-blip] [--text-width ...]``. Timings are single runs (the loop
 takes seconds to minutes); torch uses one thread so that both sides see the same CPU.
 """
 
@@ -94,36 +98,57 @@ class CostModelItm:
 
 
 class TinyBlipItm:
-    """The real ITM forward of the tiny test BLIP on random image tokens ``(N, 17, 64)`` and captions ``(M, 20)``
-    of 6-20 tokens."""
+    """The real ITM forward of a randomly initialised BLIP (``BlipForImageTextRetrieval.itm_match_logits``) on random
+    image tokens ``(N, image_tokens, image_width)`` and captions ``(M, 20)`` of 6-20 tokens.
 
-    def __init__(self, num_images: int, num_texts: int) -> None:
+    Default: the tiny test BLIP (17 image tokens of width 64, 2-layer width-64 text encoder). ``kv_reuse=True``
+    projects the cross-attention keys/values of each unique image of a call once and gathers them per pair
+    (``itm_match_logits(..., image_index=...)``, what ``score_pairs`` does); ``False`` repeats the image tokens per
+    pair and projects them for every pair (the original's ``image_embeds[i].repeat(k_test, 1, 1)``).
+    """
+
+    def __init__(
+        self,
+        num_images: int,
+        num_texts: int,
+        text_width: int = 64,
+        text_layers: int = 2,
+        heads: int = 4,
+        image_tokens: int = 17,
+        image_width: int = 64,
+    ) -> None:
         from vl_hub.models.blip.configuration_blip import BlipConfig
         from vl_hub.models.blip.modeling_blip import BlipForImageTextRetrieval
 
         torch.manual_seed(0)
         config = BlipConfig(
-            vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 64, "num_hidden_layers": 2,
-                           "num_attention_heads": 4},
-            text_config={"vocab_size": 232, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                         "intermediate_size": 128, "max_position_embeddings": 64, "hidden_dropout_prob": 0.0,
+            vision_config={"image_size": 32, "patch_size": 8, "hidden_size": image_width, "num_hidden_layers": 1,
+                           "num_attention_heads": heads},
+            text_config={"vocab_size": 232, "hidden_size": text_width, "num_hidden_layers": text_layers,
+                         "num_attention_heads": heads, "intermediate_size": 4 * text_width if text_width > 64 else 128,
+                         "max_position_embeddings": 64, "hidden_dropout_prob": 0.0,
                          "attention_probs_dropout_prob": 0.0, "pad_token_id": 0, "bos_token_id": 230,
                          "eos_token_id": 3, "sep_token_id": 3, "cls_token_id": 2, "enc_token_id": 231},
             embed_dim=32, queue_size=8,
         )
         self.model = BlipForImageTextRetrieval(config).eval()
         g = torch.Generator().manual_seed(2)
-        self.image_embeds = torch.randn(num_images, 17, 64, generator=g)
+        self.image_embeds = torch.randn(num_images, image_tokens, image_width, generator=g)
         lengths = torch.randint(6, 21, (num_texts,), generator=g)
         self.mask = (torch.arange(20) < lengths[:, None]).long()
         ids = torch.randint(5, 230, (num_texts, 20), generator=g)
         ids[:, 0] = 2
         ids[torch.arange(num_texts), lengths - 1] = 3
         self.ids = ids.masked_fill(self.mask == 0, 0)
+        self.kv_reuse = True
 
     @torch.no_grad()
     def __call__(self, image_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
-        return self.model.itm_match_logits(self.image_embeds[image_index], self.ids[text_index], self.mask[text_index])
+        ids, mask = self.ids[text_index], self.mask[text_index]
+        if not self.kv_reuse:
+            return self.model.itm_match_logits(self.image_embeds[image_index], ids, mask)
+        unique, inverse = torch.unique(image_index, return_inverse=True)
+        return self.model.itm_match_logits(self.image_embeds[unique], ids, mask, image_index=inverse)
 
 
 @torch.no_grad()
@@ -168,18 +193,28 @@ def peak_working_mib(fn: Callable[[], object], output_bytes: int) -> float:
     return (peak - before) / 1024 - output_bytes / 2**20
 
 
-def run(num_images: int, k: int, pairs_per_call: int, backend: str, latency_ms: float) -> dict[str, float]:
+def run(num_images: int, k: int, pairs_per_call: int, backend: str, latency_ms: float,
+        blip_shape: dict[str, int] | None = None, batched_per_pair: bool = False) -> dict[str, float]:
     image_feat, text_feat, img2txt, txt2img = make_features(num_images)
     sim = itc_similarity(image_feat, text_feat)
     if backend == "cost-model":
         base = CostModelItm(image_feat, text_feat, latency_ms / 1000)
     else:
-        base = TinyBlipItm(image_feat.shape[0], text_feat.shape[0])
+        base = TinyBlipItm(image_feat.shape[0], text_feat.shape[0], **(blip_shape or {}))
 
     ours_itm, loop_itm = CountingItm(base), CountingItm(base)
     start = time.perf_counter()
     ours = rerank_top_k(sim, ours_itm, k, pairs_per_call)
     ours_s = time.perf_counter() - start
+    extra: dict[str, float] = {}
+    if isinstance(base, TinyBlipItm):
+        base.kv_reuse = False  # the original: image tokens repeated and projected per pair
+        if batched_per_pair:  # vl_hub before the key/value reuse: batched calls, per-pair projection
+            start = time.perf_counter()
+            old = rerank_top_k(sim, base, k, pairs_per_call)
+            extra["batched_per_pair_s"] = time.perf_counter() - start
+            extra["batched_per_pair_diff"] = max((old.score_i2t - ours.score_i2t).abs().max().item(),
+                                                 (old.score_t2i - ours.score_t2i).abs().max().item())
     start = time.perf_counter()
     loop_i2t, loop_t2i = per_query_loop(sim, loop_itm, k)
     loop_s = time.perf_counter() - start
@@ -198,6 +233,7 @@ def run(num_images: int, k: int, pairs_per_call: int, backend: str, latency_ms: 
         "ours_s": ours_s, "loop_s": loop_s, "ours_calls": ours_itm.calls, "loop_calls": loop_itm.calls,
         "ours_pairs": ours_itm.pairs, "loop_pairs": loop_itm.pairs, "max_diff": max_diff,
         "txt_r1": ours_metrics["txt_r1"], "img_r1": ours_metrics["img_r1"], "r_mean": ours_metrics["r_mean"],
+        **extra,
     }
 
 
@@ -240,18 +276,35 @@ def main() -> None:
     parser.add_argument("--call-latency-ms", type=float, default=2.0)
     parser.add_argument("--backend", choices=("cost-model", "tiny-blip"), default="cost-model")
     parser.add_argument("--sizes", default="250,500,1000,2000", help="image counts of the memory sweep ('' to skip)")
+    parser.add_argument("--text-width", type=int, default=64, help="tiny-blip: text encoder width (BLIP-base 768)")
+    parser.add_argument("--text-layers", type=int, default=2, help="tiny-blip: text encoder depth (BLIP-base 12)")
+    parser.add_argument("--heads", type=int, default=4, help="tiny-blip: attention heads (BLIP-base 12)")
+    parser.add_argument("--image-tokens", type=int, default=17, help="tiny-blip: image tokens (BLIP-base 577)")
+    parser.add_argument("--image-width", type=int, default=64, help="tiny-blip: image token width (BLIP-base 768)")
+    parser.add_argument("--batched-per-pair", action="store_true",
+                        help="tiny-blip: also time the batched scorer with per-pair key/value projection")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (both sides get the same)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     n, m = args.images, args.images * CAPTIONS_PER_IMAGE
     print(f"backend={args.backend}  images={n}  texts={m}  k_test={args.k_test}  pairs_per_call={args.pairs_per_call}"
           + (f"  call latency={args.call_latency_ms} ms" if args.backend == "cost-model" else ""))
-    res = run(n, args.k_test, args.pairs_per_call, args.backend, args.call_latency_ms)
+    shape = {"text_width": args.text_width, "text_layers": args.text_layers, "heads": args.heads,
+             "image_tokens": args.image_tokens, "image_width": args.image_width}
+    if args.backend == "tiny-blip":
+        print("tiny-blip shape: " + ", ".join(f"{key}={value}" for key, value in shape.items())
+              + "; per-query loop projects image keys/values per pair (as the original), vl_hub once per unique "
+              "image per call")
+    res = run(n, args.k_test, args.pairs_per_call, args.backend, args.call_latency_ms, shape, args.batched_per_pair)
     print(f"identical top-k and recalls (max |score diff| {res['max_diff']:.1e}); txt_r1={res['txt_r1']:.2f} "
           f"img_r1={res['img_r1']:.2f} r_mean={res['r_mean']:.2f}")
     print(f"{'':>16} {'seconds':>9} {'ITM calls':>10} {'ITM pairs':>10}")
     print(f"{'per-query loop':>16} {res['loop_s']:>9.2f} {res['loop_calls']:>10} {res['loop_pairs']:>10}")
     print(f"{'vl_hub batched':>16} {res['ours_s']:>9.2f} {res['ours_calls']:>10} {res['ours_pairs']:>10}")
+    if "batched_per_pair_s" in res:
+        print(f"{'batched, K/V per pair':>16} {res['batched_per_pair_s']:>9.2f}  (max |score diff| vs K/V reuse "
+              f"{res['batched_per_pair_diff']:.1e})")
     print(f"speed-up: {res['loop_s'] / res['ours_s']:.1f}x")
     if args.sizes:
         memory_sweep([int(s) for s in args.sizes.split(",")], args.k_test, args.pairs_per_call)

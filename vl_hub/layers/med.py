@@ -45,6 +45,8 @@ from vl_hub.layers.med_attention import (
     MedFeedForward,
     MedResidualOutput,
     MedSelfAttention,
+    check_encoder_kv_index,
+    group_by_state,
 )
 
 __all__ = [
@@ -424,18 +426,22 @@ class MedLayer(GradientCheckpointingLayer):
         cache: Cache | None = None,
         run_cross_attention: bool = False,
         output_attentions: bool = False,
+        encoder_kv_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(B, L, H)`` -> ``(hidden_states (B, L, H), self-attention probs | None, cross-attention probs | None)``.
 
         Masks are the prepared additive ones (:func:`build_self_attention_mask`, :func:`build_cross_attention_mask`).
-        Cross-attention runs when ``run_cross_attention`` and the layer has one.
+        Cross-attention runs when ``run_cross_attention`` and the layer has one. ``encoder_kv_index`` ``(B,)``: see
+        :meth:`MedModel.forward` (only passed on to the cross-attention module when given, so custom modules without
+        that argument keep working).
         """
         hidden_states, self_probs = self.attention(hidden_states, attention_mask, cache, output_attentions)
         cross_probs = None
         if run_cross_attention and self.crossattention is not None:
+            extra = {} if encoder_kv_index is None else {"encoder_kv_index": encoder_kv_index}
             hidden_states, cross_probs = self.crossattention(
                 hidden_states, encoder_hidden_states, encoder_attention_mask, cache=cache,
-                output_attentions=output_attentions,
+                output_attentions=output_attentions, **extra,
             )
         hidden_states = self.output(self.intermediate(hidden_states), hidden_states)
         return hidden_states, self_probs, cross_probs
@@ -463,8 +469,11 @@ class MedEncoder(nn.Module):
         run_cross_attention: bool = False,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        encoder_kv_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple | None, tuple | None]:
-        """Runs ``layers`` on ``(B, L, H)``; returns ``(hidden, all hidden states, self probs, cross probs)``."""
+        """Runs ``layers`` on ``(B, L, H)``; returns ``(hidden, all hidden states, self probs, cross probs)``.
+
+        ``encoder_kv_index`` ``(B,)``: see :meth:`MedModel.forward`."""
         all_hidden = (hidden_states,) if output_hidden_states else None
         self_probs: tuple | None = () if output_attentions else None
         cross_probs: tuple | None = () if output_attentions else None
@@ -478,6 +487,7 @@ class MedEncoder(nn.Module):
                 cache=cache,
                 run_cross_attention=run_cross_attention,
                 output_attentions=output_attentions,
+                encoder_kv_index=encoder_kv_index,
             )
             if output_hidden_states:
                 all_hidden += (hidden_states,)
@@ -543,6 +553,7 @@ class MedModel(nn.Module):
         is_decoder: bool = False,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        encoder_kv_index: torch.Tensor | None = None,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         """Runs the layers of ``mode`` on text tokens (``input_ids``/``inputs_embeds``) or ``encoder_embeds``.
 
@@ -570,6 +581,12 @@ class MedModel(nn.Module):
             output_attentions: return per-layer probabilities (forces the eager path; they stay in the autograd
                 graph, so their gradients can be taken for Grad-CAM).
             output_hidden_states: return the input of the first layer run and the output of each layer run.
+            encoder_kv_index: ``(B,)`` integer index, or ``None``. With it, ``encoder_hidden_states`` holds ``U``
+                *unique* encoder states ``(U, Lk, encoder_width)`` (a tensor, not a list) and text row ``b``
+                cross-attends ``encoder_hidden_states[encoder_kv_index[b]]``: each layer projects the ``U`` states
+                into keys/values once and gathers them per row (ITM re-ranking: many pairs share an image). The
+                result equals passing ``encoder_hidden_states[encoder_kv_index]``; ``encoder_attention_mask`` stays
+                per row. Needs cross-attention modules accepting ``encoder_kv_index`` (the default one does).
 
         Returns:
             ``BaseModelOutputWithPastAndCrossAttentions`` with ``last_hidden_state (B, L, H)``, ``cache`` (or
@@ -590,7 +607,16 @@ class MedModel(nn.Module):
                                                                else encoder_embeds)
         batch_size, length = reference.shape[:2]  # type: ignore[union-attr]
         if run_cross:
-            self._check_encoder_states(encoder_hidden_states, batch_size, mode)
+            if encoder_kv_index is not None:
+                if not isinstance(encoder_hidden_states, torch.Tensor):
+                    raise ValueError(
+                        "encoder_kv_index needs encoder_hidden_states to be one (unique states, tokens, "
+                        f"encoder_width) tensor, got {type(encoder_hidden_states).__name__}; index a single tensor"
+                    )
+                self._check_encoder_states(encoder_hidden_states, encoder_hidden_states.shape[0], mode)
+                check_encoder_kv_index(encoder_kv_index, batch_size, encoder_hidden_states.shape[0])
+            else:
+                self._check_encoder_states(encoder_hidden_states, batch_size, mode)
 
         if use_cache is None:
             use_cache = cache is not None
@@ -628,6 +654,10 @@ class MedModel(nn.Module):
             run_cross_attention=run_cross,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            encoder_kv_index=(
+                group_by_state(encoder_kv_index, encoder_hidden_states.shape[0])  # type: ignore[union-attr]
+                if run_cross and encoder_kv_index is not None else None
+            ),
         )
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,

@@ -18,6 +18,8 @@ cross-attention half alone (see there).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +32,72 @@ EncoderStates = torch.Tensor | list[torch.Tensor]
 
 EncoderMask = torch.Tensor | list[torch.Tensor | None] | None
 """Prepared additive cross-attention mask(s), ``(B, 1, 1|Lq, Lk)`` each, matching :data:`EncoderStates`."""
+
+
+def check_encoder_kv_index(
+    encoder_kv_index: torch.Tensor, batch_size: int, num_states: int, check_values: bool = True
+) -> None:
+    """Raises unless ``encoder_kv_index`` is a ``(batch_size,)`` integer tensor with values in ``[0, num_states)``.
+
+    The value check (min/max) syncs with the device, so :class:`~vl_hub.layers.med.MedModel` does it once per forward
+    and the layers check the shape only (``check_values=False``).
+    """
+    if encoder_kv_index.dim() != 1 or encoder_kv_index.shape[0] != batch_size or encoder_kv_index.is_floating_point():
+        raise ValueError(
+            f"encoder_kv_index must be an integer tensor of shape (batch={batch_size},) giving each row's encoder "
+            f"state; got dtype {encoder_kv_index.dtype} and shape {tuple(encoder_kv_index.shape)}"
+        )
+    if check_values and batch_size and (int(encoder_kv_index.min()) < 0 or int(encoder_kv_index.max()) >= num_states):
+        raise ValueError(
+            f"encoder_kv_index values must be in [0, {num_states}) (the number of unique encoder states passed); "
+            f"got min {int(encoder_kv_index.min())}, max {int(encoder_kv_index.max())}"
+        )
+
+
+class EncoderKVIndex(NamedTuple):
+    """Rows of a batch grouped by the encoder state they attend (built once per forward by :func:`group_by_state`).
+
+    Attributes:
+        index: ``(B,)`` state of each row.
+        dest: ``(B,)`` slot of each row in the ``(U * group_size)`` grouped layout: ``state * group_size + rank``.
+        group_size: the most rows any state has, ``G``; ``0`` when grouping would waste too much (use a gather).
+    """
+
+    index: torch.Tensor
+    dest: torch.Tensor
+    group_size: int
+
+
+def group_by_state(index: torch.Tensor, num_states: int, max_waste: float = 2.0) -> EncoderKVIndex:
+    """Groups the rows of ``index (B,)`` by state. Rows of one state can share one attention call over that state's
+    keys/values (their query rows stacked), which avoids copying ``(B, heads, Lk, head_dim)`` gathered keys/values.
+    Grouping pads every state to the largest group, so it is only chosen when ``U * G <= max_waste * B``.
+    One device sync (the largest group) per call."""
+    counts = torch.bincount(index, minlength=num_states)
+    group_size = int(counts.max()) if index.numel() else 0
+    if group_size == 0 or num_states * group_size > max_waste * index.numel():
+        return EncoderKVIndex(index, index, 0)
+    order = torch.argsort(index, stable=True)
+    sorted_state = index[order]
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(index.numel(), device=index.device) - starts[sorted_state]
+    dest = torch.empty_like(index)
+    dest[order] = sorted_state * group_size + rank
+    return EncoderKVIndex(index, dest, group_size)
+
+
+def _to_groups(x: torch.Tensor, grouping: EncoderKVIndex, num_states: int) -> torch.Tensor:
+    """``(B, h, Lq, d)`` -> ``(U, h, G * Lq, d)`` (empty slots are zeros)."""
+    b, h, lq, d = x.shape
+    grouped = x.new_zeros(num_states * grouping.group_size, h, lq, d)
+    grouped[grouping.dest] = x
+    return grouped.view(num_states, grouping.group_size, h, lq, d).transpose(1, 2).reshape(num_states, h, -1, d)
+
+
+def _from_groups(x: torch.Tensor, grouping: EncoderKVIndex, lq: int) -> torch.Tensor:
+    """``(U, h, G * Lq, d)`` -> ``(B, h, Lq, d)``."""
+    u, h, _, d = x.shape
+    return x.view(u, h, grouping.group_size, lq, d).transpose(1, 2).reshape(-1, h, lq, d)[grouping.dest]
 
 
 class MedCache(EncoderDecoderCache):
@@ -266,6 +334,7 @@ class MedCrossAttention(_AttentionBlock):
         encoder_attention_mask: EncoderMask = None,
         cache: Cache | None = None,
         output_attentions: bool = False,
+        encoder_kv_index: torch.Tensor | EncoderKVIndex | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Cross-attention with the keys/values of the encoder states computed once per cache.
 
@@ -277,11 +346,25 @@ class MedCrossAttention(_AttentionBlock):
             cache: an :class:`~transformers.EncoderDecoderCache` (its cross-attention half is used); a plain
                 self-attention ``Cache`` or ``None`` disables the cross-attention cache.
             output_attentions: also return the probabilities ``(B, heads, Lq, Lk)`` (eager, differentiable).
+            encoder_kv_index: ``(B,)`` long, or ``None``. When given, ``encoder_hidden_states`` holds ``U`` unique
+                encoder states ``(U, Lk, encoder_width)`` and row ``b`` attends the states ``encoder_kv_index[b]``:
+                keys/values are projected once per unique state (and cached as such) and gathered per row, so
+                ``B`` pairs sharing few images pay ``U`` projections instead of ``B``. The mask stays per row
+                ``(B, ...)``. :class:`~vl_hub.layers.med.MedModel` passes an :class:`EncoderKVIndex` built once per
+                forward: rows of one state then share one attention call (their queries stacked, no gathered copy).
 
         Returns:
             ``(hidden_states (B, Lq, H), probabilities or None)``.
         """
         states, mask = self._select(encoder_hidden_states, encoder_attention_mask)
+        grouping = None
+        if encoder_kv_index is not None:
+            if isinstance(encoder_kv_index, torch.Tensor):
+                check_encoder_kv_index(encoder_kv_index, hidden_states.shape[0], states.shape[0])
+                encoder_kv_index = group_by_state(encoder_kv_index, states.shape[0])
+            else:
+                check_encoder_kv_index(encoder_kv_index.index, hidden_states.shape[0], states.shape[0], False)
+            grouping = encoder_kv_index
         query = self.self.project_query(hidden_states)
         cross_cache = cache if isinstance(cache, EncoderDecoderCache) else None
         if cross_cache is not None and cross_cache.is_updated.get(self.layer_idx, False):
@@ -292,6 +375,25 @@ class MedCrossAttention(_AttentionBlock):
             if cross_cache is not None:
                 key, value = cross_cache.cross_attention_cache.update(key, value, self.layer_idx)
                 cross_cache.is_updated[self.layer_idx] = True
+        if grouping is not None and grouping.group_size and not output_attentions:
+            # softmax is per query row, so the rows of one state can attend its keys/values as one long query
+            num_states, lq = key.shape[0], query.shape[2]
+            group_mask = None
+            if mask is not None:
+                full = mask.expand(mask.shape[0], 1, lq, mask.shape[-1])  # (B, 1, Lq, Lk)
+                group_mask = _to_groups(full, grouping, num_states)  # (U, 1, G*Lq, Lk), padded rows attend all
+            context, _ = scaled_dot_product_attention(
+                _to_groups(query, grouping, num_states), key, value, attn_mask=group_mask,
+                dropout_p=self.self.attention_dropout if self.training else 0.0,
+                implementation=self.self.attn_implementation,
+            )
+            context = merge_heads(_from_groups(context, grouping, lq))
+            return self.output(context, hidden_states), None
+        if grouping is not None:
+            # a gather of the projections, no per-row re-projection. Gathered in the (U, Lk, heads, head_dim) memory
+            # order the projections have (whole contiguous rows are copied) and viewed back as (B, heads, Lk, hd).
+            key = key.transpose(1, 2).index_select(0, grouping.index).transpose(1, 2)
+            value = value.transpose(1, 2).index_select(0, grouping.index).transpose(1, 2)
         context, probs = self.self.attend(query, key, value, mask, output_attentions)
         return self.output(context, hidden_states), probs
 

@@ -516,10 +516,30 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
 
     # ------------------------------------------------------------------ retrieval scoring
     def itm_match_logits(
-        self, image_embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """ITM "match" logits ``(B,)`` of pairs ``(image_embeds[b] (Lv, D), input_ids[b] (L,))``."""
-        states = self.encode_multimodal(image_embeds, input_ids, attention_mask)
+        """ITM "match" logits ``(B,)`` of pairs ``(image_embeds[b] (Lv, D), input_ids[b] (L,))``.
+
+        With ``image_index (B,)``, ``image_embeds`` holds ``U`` unique images ``(U, Lv, D)`` and pair ``b`` is
+        ``(image_embeds[image_index[b]], input_ids[b])``: the cross-attention keys/values of each image are projected
+        once and gathered per pair (same logits as passing ``image_embeds[image_index]``, far less work when pairs
+        share images).
+        """
+        if image_index is None:
+            states = self.encode_multimodal(image_embeds, input_ids, attention_mask)
+        else:
+            check_text(input_ids, attention_mask, self.config.text_config, batch_size=image_index.shape[0])
+            states = self.text_encoder(
+                input_ids=with_first_token(input_ids, self.config.text_config.enc_token_id, "enc_token_id"),
+                attention_mask=_ones_mask(input_ids, attention_mask),
+                encoder_hidden_states=image_embeds,
+                encoder_kv_index=image_index,
+                mode="multimodal",
+            ).last_hidden_state
         return self.itm_head(states[:, 0])[:, 1]
 
     @torch.no_grad()
@@ -561,10 +581,13 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
         sim = itc_similarity(image_feat.to(device), text_feat.to(device))
 
         def itm_score_fn(image_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
-            images = image_embeds[image_index.to(image_embeds.device)].to(device)
+            # the pairs of a call share few images (an image query's k candidates, or the texts' candidates drawn from
+            # the same N images): move and project each unique image once, gather its keys/values per pair
+            unique, inverse = torch.unique(image_index, return_inverse=True)
+            images = image_embeds[unique.to(image_embeds.device)].to(device)
             ids = input_ids[text_index.to(input_ids.device)].to(device)
             mask = attention_mask[text_index.to(attention_mask.device)].to(device)
-            return self.itm_match_logits(images, ids, mask)
+            return self.itm_match_logits(images, ids, mask, image_index=inverse.to(device))
 
         return rerank_top_k(sim, itm_score_fn, k_test or self.config.k_test, pairs_per_call, reuse_itm)
 

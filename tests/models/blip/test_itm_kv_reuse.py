@@ -1,0 +1,75 @@
+"""BLIP ITM scoring with the cross-attention keys/values of each unique image projected once per call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.models.blip.reference_utils import tiny_blip_config
+from vl_hub.models.blip.modeling_blip import BlipForImageTextRetrieval
+from vl_hub.retrieval_scoring import brute_force_scores, itc_similarity
+
+
+@pytest.fixture(scope="module")
+def model() -> BlipForImageTextRetrieval:
+    torch.manual_seed(0)
+    return BlipForImageTextRetrieval(tiny_blip_config()).eval()
+
+
+def texts(m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(4, 11, (m,), generator=g)
+    mask = (torch.arange(10) < lengths[:, None]).long()
+    ids = torch.randint(5, 230, (m, 10), generator=g)
+    ids[:, 0] = 2
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_indexed_itm_logits_equal_per_pair(model: BlipForImageTextRetrieval, implementation: str, seed: int) -> None:
+    model.text_encoder.set_attn_implementation(implementation)
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(4, 17, 64, generator=g)
+    ids, mask = texts(11, seed)
+    index = torch.randint(0, 4, (11,), generator=g)
+    index[:3] = index[3]  # always some repeated images
+    with torch.no_grad():
+        expected = model.itm_match_logits(images[index], ids, mask)
+        got = model.itm_match_logits(images, ids, mask, image_index=index)
+    model.text_encoder.set_attn_implementation("sdpa")
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_score_pairs_equals_brute_force_and_projects_unique_images_only(model: BlipForImageTextRetrieval) -> None:
+    g = torch.Generator().manual_seed(3)
+    n, m, k = 5, 12, 3
+    image_embeds = torch.randn(n, 17, 64, generator=g)
+    image_feat = torch.nn.functional.normalize(torch.randn(n, 32, generator=g), dim=-1)
+    text_feat = torch.nn.functional.normalize(torch.randn(m, 32, generator=g), dim=-1)
+    ids, mask = texts(m, 3)
+    calls: list[int] = []
+    projected: list[int] = []
+    key = model.text_encoder.encoder.layer[0].crossattention.self.key
+    hook = key.register_forward_hook(lambda mod, args, out: projected.append(args[0].shape[0]))
+    original = model.itm_match_logits
+
+    def counting(images: torch.Tensor, *args: object, image_index: torch.Tensor | None = None) -> torch.Tensor:
+        assert image_index is not None
+        calls.append(int(torch.unique(image_index).numel()))
+        return original(images, *args, image_index=image_index)
+
+    model.itm_match_logits = counting  # type: ignore[method-assign]
+    try:
+        out = model.score_pairs(image_embeds, image_feat, ids, mask, text_feat, k_test=k, pairs_per_call=7)
+    finally:
+        del model.itm_match_logits
+        hook.remove()
+    assert projected == calls and len(calls) > 1  # one projection of the call's unique images per call
+    assert sum(projected) < 2 * (n + m) * k  # fewer than one projection per pair
+    with torch.no_grad():
+        rows = torch.arange(n).repeat_interleave(m)
+        itm_all = model.itm_match_logits(image_embeds[rows], ids.repeat(n, 1), mask.repeat(n, 1)).view(n, m)
+    ref = brute_force_scores(itm_all, itc_similarity(image_feat, text_feat), k)
+    torch.testing.assert_close(out.score_i2t, ref.score_i2t, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.score_t2i, ref.score_t2i, atol=1e-5, rtol=0)
