@@ -76,7 +76,11 @@ class ClassificationTask(Task):
 
     name: ClassVar[str] = "classification"
     schemas: ClassVar[tuple[str, ...]] = ("classification",)
-    families: ClassVar[dict[str, str]] = {"blip": "BlipForImageTextRetrieval", "clip": "ClipForZeroShotClassification"}
+    families: ClassVar[dict[str, str]] = {
+        "albef": "AlbefForImageTextRetrieval",
+        "blip": "BlipForImageTextRetrieval",
+        "clip": "ClipForZeroShotClassification",
+    }
     primary_metric: ClassVar[str] = "top1"
 
     def __init__(self, model: torch.nn.Module, processor: Any, **options: Any) -> None:

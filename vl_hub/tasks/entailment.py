@@ -66,7 +66,9 @@ class EntailmentTask(Task):
 
     name: ClassVar[str] = "entailment"
     schemas: ClassVar[tuple[str, ...]] = ("entailment",)
-    families: ClassVar[dict[str, str]] = {"blip": "BlipForImageTextClassification"}
+    families: ClassVar[dict[str, str]] = {
+        "albef": "AlbefForVisualEntailment", "blip": "BlipForImageTextClassification"
+    }
     primary_metric: ClassVar[str] = "accuracy"
 
     def __init__(self, model: torch.nn.Module, processor: Any, **options: Any) -> None:

@@ -62,7 +62,9 @@ class FeatureExtractionTask(Task):
 
     name: ClassVar[str] = "feature_extraction"
     schemas: ClassVar[tuple[str, ...]] = ("image_text", "video_text", "classification")
-    families: ClassVar[dict[str, str]] = {"alpro": "AlproModel", "blip": "BlipModel", "clip": "ClipModel"}
+    families: ClassVar[dict[str, str]] = {
+        "albef": "AlbefModel", "alpro": "AlproModel", "blip": "BlipModel", "clip": "ClipModel"
+    }
     primary_metric: ClassVar[str] = "pair_similarity"
 
     def __init__(self, model: torch.nn.Module, processor: Any, **options: Any) -> None:

@@ -53,7 +53,7 @@ class NlvrTask(Task):
 
     name: ClassVar[str] = "nlvr"
     schemas: ClassVar[tuple[str, ...]] = ("nlvr",)
-    families: ClassVar[dict[str, str]] = {"blip": "BlipForNLVR"}
+    families: ClassVar[dict[str, str]] = {"albef": "AlbefForNLVR", "blip": "BlipForNLVR"}
     primary_metric: ClassVar[str] = "accuracy"
 
     def __init__(self, model: torch.nn.Module, processor: Any, **options: Any) -> None:

@@ -55,7 +55,7 @@ class PretrainTask(Task):
 
     name: ClassVar[str] = "pretrain"
     schemas: ClassVar[tuple[str, ...]] = ("image_text",)
-    families: ClassVar[dict[str, str]] = {"blip": "BlipForPreTraining", "clip": "ClipModel"}
+    families: ClassVar[dict[str, str]] = {"albef": "AlbefForPreTraining", "blip": "BlipForPreTraining", "clip": "ClipModel"}
     primary_metric: ClassVar[str] = "neg_loss"
 
     def __init__(self, model: torch.nn.Module, processor: Any, **options: Any) -> None:

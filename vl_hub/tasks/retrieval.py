@@ -126,7 +126,9 @@ class RetrievalTask(Task):
 
     name: ClassVar[str] = "retrieval"
     schemas: ClassVar[tuple[str, ...]] = ("image_text",)
-    families: ClassVar[dict[str, str]] = {"blip": "BlipForImageTextRetrieval", "clip": "ClipModel"}
+    families: ClassVar[dict[str, str]] = {
+        "albef": "AlbefForImageTextRetrieval", "blip": "BlipForImageTextRetrieval", "clip": "ClipModel"
+    }
     primary_metric: ClassVar[str] = "r_mean"
 
     def __init__(self, model: torch.nn.Module, processor: Any, **options: Any) -> None:

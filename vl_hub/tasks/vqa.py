@@ -512,7 +512,7 @@ class VQATask(QuestionAnsweringTask):
 
     name: ClassVar[str] = "vqa"
     schemas: ClassVar[tuple[str, ...]] = ("vqa",)
-    families: ClassVar[dict[str, str]] = {"blip": "BlipForQuestionAnswering"}
+    families: ClassVar[dict[str, str]] = {"albef": "AlbefForQuestionAnswering", "blip": "BlipForQuestionAnswering"}
     primary_metric: ClassVar[str] = "vqa_accuracy"
 
     def compute_metrics(self, predictions: list[dict[str, Any]]) -> dict[str, float]:
