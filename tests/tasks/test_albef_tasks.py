@@ -20,7 +20,7 @@ from vl_hub.models.albef.modeling_albef_nlvr import AlbefForNLVR, AlbefForVisual
 from vl_hub.models.albef.modeling_albef_pretrain import AlbefForPreTraining
 from vl_hub.models.albef.processing_albef import AlbefImageProcessor, AlbefProcessor, build_albef_tokenizer
 from vl_hub.tasks.classification import ClassificationTask
-from vl_hub.tasks.entailment import EntailmentTask
+from vl_hub.tasks.entailment import EntailmentTask, per_class_accuracy
 from vl_hub.tasks.feature_extraction import FeatureExtractionTask
 from vl_hub.tasks.nlvr import NlvrTask
 from vl_hub.tasks.pretrain import PretrainTask
@@ -108,8 +108,14 @@ def test_entailment(processor, cache: Path) -> None:
     batch = task.collate_train([train[i] for i in range(8)])
     losses = losses_over_steps(task, model, batch, steps=8, lr=1e-2)
     assert losses[-1] < 0.8 * losses[0], losses
-    metrics = task.evaluate(model, dummy_split("snli_ve", "validation", cache), batch_size=3, progress=False)
-    assert "accuracy" in metrics and all(0.0 <= v <= 100.0 for v in metrics.values())
+    dataset = dummy_split("snli_ve", "validation", cache)
+    with torch.no_grad():
+        text = processor(text=list(dataset["hypothesis"]), text_mode="caption")
+        pixels = processor(images=list(dataset["image"]))["pixel_values"]
+        predictions = model(pixel_values=pixels, **text).logits.argmax(-1)
+    expected = per_class_accuracy(predictions, torch.tensor(dataset["label"]), list(ENTAILMENT_LABELS))
+    metrics = task.evaluate(model, dataset, batch_size=3, progress=False)
+    assert "accuracy" in metrics and metrics == pytest.approx(expected)
     assert_raises_clear(
         lambda: EntailmentTask(tiny_albef(AlbefForNLVR), processor), ValueError, "AlbefForVisualEntailment"
     )
@@ -126,7 +132,7 @@ def test_zero_shot_classification(processor, cache: Path) -> None:
     test = shapes_split("classification", "test", cache, num_train=8, num_validation=1, num_test=5, label_by="colour")
     for options in ({}, {"itm_rerank_k": 2}):  # ITC only, then ITM re-ranking of the top 2 classes
         metrics = ClassificationTask(model, processor, **options).evaluate(model, test, batch_size=3, progress=False)
-        assert metrics and all(k.startswith("top") or k.startswith("acc") for k in metrics), metrics
+        assert set(metrics) == {"top1", "top5"}, metrics
         assert all(0.0 <= v <= 100.0 for v in metrics.values())
 
 
@@ -150,5 +156,6 @@ def test_feature_extraction(processor, cache: Path) -> None:
     shapes = shapes_split("image_text", "test", cache, num_train=4, num_validation=1, num_test=5)
     task = FeatureExtractionTask(model, processor)
     metrics = task.evaluate(model, shapes, batch_size=2, progress=False)
-    assert metrics, metrics
+    assert set(metrics) == {"num_rows", "pair_similarity"} and metrics["num_rows"] == 5.0
+    assert -1.0 <= metrics["pair_similarity"] <= 1.0  # mean cosine of normalised image/caption features
     assert_raises_clear(lambda: VQATask(model, processor), ValueError, "AlbefForQuestionAnswering")
