@@ -207,8 +207,12 @@ def test_sharded_evaluation_counts_every_question_once(processor, data, tmp_path
 
     def worker() -> None:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState, PartialState
 
         torch.set_num_threads(1)
+        # the forked worker inherits the parent's accelerate singletons when an earlier test made an Accelerator
+        AcceleratorState._reset_state(reset_partial_state=True)
+        PartialState._reset_state()
         accelerator = Accelerator(cpu=True)
         predictions = task.predict(model, dataset, accelerator=accelerator, batch_size=1, progress=False)
         metrics = task.evaluate(model, dataset, accelerator=accelerator, batch_size=2, progress=False)
