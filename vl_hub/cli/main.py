@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vl_hub.cli import convert as convert_cli
 
     convert_cli.add_parser(sub)
+    from vl_hub.cli import quickstart as quickstart_cli
+
+    quickstart_cli.add_parser(sub)
     from vl_hub.cli import demo as demo_cli
 
     demo_cli.add_parser(sub)
