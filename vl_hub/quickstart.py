@@ -576,6 +576,9 @@ class _Clock:
 
 
 def _prepare_output(output_dir: Path, overwrite: bool) -> None:
+    """Creates ``output_dir``; a non-empty one needs ``overwrite``, which deletes the previous models and results
+    but keeps ``dataset_cache`` (the builder reuses it only for the same sizes and seed) and refuses to touch a
+    folder holding files the quickstart did not write."""
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"--output {output_dir} is a file; give a folder (it is created if missing)")
     if output_dir.is_dir() and any(output_dir.iterdir()):

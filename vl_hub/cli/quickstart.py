@@ -61,7 +61,10 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the data, the model and the batch order")
     p.add_argument("--fast", action="store_true", help="a smaller data set and model (about a minute; for tests)")
-    p.add_argument("--overwrite", action="store_true", help="replace a previous quickstart in the output folder")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace a previous quickstart in the output folder (its generated data is reused when the sizes and seed match)",
+    )
     p.add_argument(
         "--threads", type=_positive_int, default=1,
         help="torch CPU threads (default 1: the models are tiny, and extra threads spin-wait on a busy machine)",
