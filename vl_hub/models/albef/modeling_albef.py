@@ -42,6 +42,7 @@ from vl_hub.modeling_outputs import (
     ImageTextRetrievalOutput,
     RetrievalScores,
 )
+from vl_hub.models._features import ImageTextFeaturesMixin
 from vl_hub.models._inputs import check_choice, check_pixel_values, check_text
 from vl_hub.models._lavis_base import LavisPreTrainedModel
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
@@ -212,7 +213,7 @@ class _AlbefEncodersMixin:
 
 
 # ---------------------------------------------------------------------------------------------- AlbefModel
-class AlbefModel(_AlbefEncodersMixin, AlbefPreTrainedModel):
+class AlbefModel(ImageTextFeaturesMixin, _AlbefEncodersMixin, AlbefPreTrainedModel):
     """ALBEF encoders: LAVIS ``AlbefFeatureExtractor``.
 
     Submodules: ``visual_encoder`` (ViT), ``text_encoder`` (BERT with cross-attention from ``fusion_layer`` on),
@@ -276,21 +277,11 @@ class AlbefModel(_AlbefEncodersMixin, AlbefPreTrainedModel):
             image_embeds=image_embeds, multimodal_embeds=self.fuse(text_embeds, attention_mask, image_embeds)
         )
 
-    def _image_features(self, pixel_values: torch.Tensor) -> ImageTextFeatures:
-        image_embeds, image_feat = self.encode_images(pixel_values)
-        return ImageTextFeatures(
-            image_embeds=image_embeds,
-            image_embeds_proj=F.normalize(self.vision_proj(image_embeds), dim=-1),
-            image_feat=image_feat,
-        )
-
-    def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> ImageTextFeatures:
-        text_embeds, text_feat = self.encode_texts(input_ids, attention_mask)
-        return ImageTextFeatures(
-            text_embeds=text_embeds,
-            text_embeds_proj=F.normalize(self.text_proj(text_embeds), dim=-1),
-            text_feat=text_feat,
-        )
+    def _multimodal_embeds(
+        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        return self.fuse(text_embeds, attention_mask, image_embeds)
 
     def forward(
         self,
@@ -317,24 +308,7 @@ class AlbefModel(_AlbefEncodersMixin, AlbefPreTrainedModel):
         if pixel_values is not None and input_ids is not None:
             check_images(pixel_values, self.config)
             check_text(input_ids, attention_mask, self.config.text_config, batch_size=pixel_values.shape[0])
-        out = ImageTextFeatures()
-        if pixel_values is not None:
-            image = self._image_features(pixel_values)
-            out.image_embeds, out.image_embeds_proj, out.image_feat = (
-                image.image_embeds, image.image_embeds_proj, image.image_feat,
-            )
-        if input_ids is not None:
-            text = self._text_features(input_ids, attention_mask)
-            out.text_embeds, out.text_embeds_proj, out.text_feat = text.text_embeds, text.text_embeds_proj, text.text_feat
-        if pixel_values is not None and input_ids is not None:
-            out.multimodal_embeds = self.fuse(out.text_embeds, attention_mask, out.image_embeds)
-        if return_loss:
-            if out.image_feat is None or out.text_feat is None:
-                raise ValueError("return_loss=True needs both pixel_values and input_ids (the ITC loss pairs them)")
-            if self.training:
-                clamp_temperature_(self.temp)
-            out.loss = image_text_contrastive_loss(out.image_feat, out.text_feat, self.temp).loss
-        return out
+        return self.features_forward(pixel_values, input_ids, attention_mask, return_loss)
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
