@@ -10,7 +10,9 @@ checked: ITM logits equal (atol 1e-4 in float32, 5e-2 in bf16) and the greedy ca
 Timings are interleaved (one call of each contender per round, ``benchmarks/_timing.interleaved_medians``) and the
 median of the rounds is reported, so both sides see the same machine load. float32 on the CPU, bf16 on a GPU.
 Captioning generates exactly 30 new tokens per image (``min_length = max_length = 31`` counting ``[DEC]``), greedy,
-with each side's KV cache (vl_hub's also keeps the image keys/values of the cross-attention from the first step).
+with each side's KV cache (vl_hub's also keeps the image keys/values of the cross-attention from the first step). On
+CUDA vl_hub's plain greedy calls go through its static decoder (``vl_hub.layers.med_greedy``: preallocated cache,
+one CUDA graph per step); ``--static-cache on|off`` forces either path on any device.
 
 Run: ``python benchmarks/bench_blip.py [--device cpu|cuda] [--itm-batch 8] [--caption-batch 4] [--repeats 5]``.
 Prints items/s of each side and the ratio ours / transformers (bars: >= 1.0x on CPU; on GPU >= 1.3x ITM, >= 2x
@@ -108,9 +110,11 @@ def bench_caption(args: argparse.Namespace, dtype: torch.dtype) -> tuple[dict[st
     length = NEW_TOKENS + 1  # [DEC] + 30 new tokens, forced (min_length = max_length)
     settings = {"max_length": length, "min_length": length, "num_beams": 1, "do_sample": False}
 
+    static = {"auto": None, "on": True, "off": False}[args.static_cache]
+
     def run_ours() -> torch.Tensor:
         with torch.inference_mode():
-            return ours.generate(pixels, **settings)
+            return ours.generate(pixels, static_cache=static, **settings)
 
     def run_theirs() -> torch.Tensor:
         with torch.inference_mode():
@@ -123,6 +127,10 @@ def bench_caption(args: argparse.Namespace, dtype: torch.dtype) -> tuple[dict[st
     if dtype == torch.float32 and same < 1.0:
         raise RuntimeError(f"greedy ids differ ({same:.1%} equal): the two models are not the same")
     print(f"  verified: greedy caption ids {same:.1%} equal ({a.shape[0]} x {a.shape[1]})")
+    with torch.inference_mode():  # vl_hub's two decoding paths (static decoder / GenerationMixin) on this device
+        paths = [ours.generate(pixels, static_cache=flag, **settings) for flag in (True, False)]
+    print(f"  vl_hub static decoder vs GenerationMixin path: ids {(paths[0] == paths[1]).float().mean().item():.1%} "
+          f"equal; this run times static_cache={args.static_cache} (auto = static decoder on CUDA)")
     times = interleaved_medians(_sync({"vl_hub": run_ours, "transformers": run_theirs}, args.device), args.repeats, args.warmup)
     latency = {name: t for name, t in times.items()}
     throughput = {name: args.caption_batch * NEW_TOKENS / t for name, t in times.items()}
@@ -152,6 +160,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--skip", choices=("itm", "caption"), default=None)
+    parser.add_argument("--static-cache", choices=("auto", "on", "off"), default="auto",
+                        help="vl_hub captioning path: auto (static decoder + CUDA graph on CUDA, generate on CPU)")
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
     args.itm_batch = args.itm_batch or (64 if gpu else 4)

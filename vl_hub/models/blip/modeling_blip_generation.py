@@ -28,7 +28,9 @@ Generation reproduces LAVIS (which ran transformers 4.26):
 
 from __future__ import annotations
 
+import copy
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +46,7 @@ from transformers.generation import (
 )
 from transformers.utils import ModelOutput
 
+from vl_hub.layers.med_greedy import GreedyShape, StaticGreedyDecoder, static_greedy_unsupported
 from vl_hub.losses.lm import lm_loss
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.inputs import check_text
@@ -422,6 +425,77 @@ def _default_generation_config(config: BlipConfig, defaults: dict[str, int]) -> 
     )
 
 
+def _check_lengths(model: BlipPreTrainedModel, prompt_length: int, effective: Any) -> tuple[int | None, int | None]:
+    """``(max_length, min_length)`` of a call (both counting the prompt; ``max_new_tokens`` wins), validated
+    against the prompt and the decoder's positions. ``effective(name)`` reads a setting (call kwargs first)."""
+    max_positions = model.config.text_config.max_position_embeddings
+    max_new_tokens = effective("max_new_tokens")
+    max_length = prompt_length + max_new_tokens if max_new_tokens is not None else effective("max_length")
+    min_length = effective("min_length")
+    if max_length is not None:
+        if max_length <= prompt_length:
+            raise ValueError(
+                f"max_length={max_length} leaves no room to generate after the {prompt_length}-token prompt; "
+                "max_length counts the prompt (as in LAVIS): pass a larger max_length"
+            )
+        if max_length > max_positions:
+            raise ValueError(
+                f"max_length={max_length} exceeds the decoder's max_position_embeddings={max_positions}; "
+                f"pass max_length <= {max_positions}"
+            )
+    if min_length is not None and max_length is not None and min_length > max_length:
+        raise ValueError(
+            f"min_length={min_length} is larger than max_length={max_length}; both count the prompt "
+            f"({prompt_length} tokens). Pass min_length <= max_length"
+        )
+    return max_length, min_length
+
+
+#: generation arguments a static greedy call may carry; every other setting must keep its neutral value below
+_STATIC_GREEDY_KWARGS = frozenset(
+    {"max_length", "min_length", "max_new_tokens", "num_beams", "do_sample", "use_cache", "num_return_sequences"}
+)
+#: settings that change greedy search's tokens or output type -> the values under which it is plain greedy search
+_GREEDY_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "num_beams": (None, 1), "do_sample": (None, False), "num_return_sequences": (None, 1), "use_cache": (None, True),
+    "repetition_penalty": (None, 1.0), "encoder_repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0),
+    "encoder_no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,), "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+    "sequence_bias": (None,), "min_new_tokens": (None,), "max_time": (None,), "stop_strings": (None,),
+    "exponential_decay_length_penalty": (None,), "renormalize_logits": (None, False),
+    "remove_invalid_values": (None, False), "return_dict_in_generate": (None, False), "output_scores": (None, False),
+    "output_logits": (None, False), "output_attentions": (None, False), "output_hidden_states": (None, False),
+    "num_beam_groups": (None, 1), "penalty_alpha": (None,), "guidance_scale": (None, 1.0),
+    "watermarking_config": (None,), "prompt_lookup_num_tokens": (None,), "dola_layers": (None,),
+    "token_healing": (None, False), "cache_implementation": (None,),
+}
+#: model -> (key, StaticGreedyDecoder): buffers and captured graph reused while shapes and weights stay the same
+_STATIC_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _static_greedy_plan(
+    model: BlipPreTrainedModel, prompt_length: int, generation_config: GenerationConfig | None, kwargs: dict[str, Any]
+) -> tuple[int, int, int, int] | str:
+    """``(max_length, min_length, eos_token_id, pad_token_id)`` when the call is plain greedy search (what
+    :class:`~vl_hub.layers.med_greedy.StaticGreedyDecoder` reproduces), else the reason it is not."""
+    extra = sorted(set(kwargs) - _STATIC_GREEDY_KWARGS)
+    if extra:
+        return f"generation arguments {extra} are not plain greedy settings"
+    config = copy.deepcopy(generation_config if generation_config is not None else model.generation_config)
+    config.update(**kwargs)
+    for name, neutral in _GREEDY_NEUTRAL.items():
+        value = getattr(config, name, None)
+        if value not in neutral:
+            return f"{name}={value!r}"
+    eos, pad = config.eos_token_id, config.pad_token_id
+    if not isinstance(eos, int) or not isinstance(pad, int):
+        return f"eos_token_id={eos!r} and pad_token_id={pad!r} must be single ids"
+    max_length, min_length = _check_lengths(model, prompt_length, lambda name: getattr(config, name, None))
+    if max_length is None:
+        return "max_length is not set"
+    return max_length, min_length or 0, eos, pad
+
+
 def _generate(
     model: BlipPreTrainedModel,
     input_ids: torch.Tensor,
@@ -443,27 +517,7 @@ def _generate(
         for name, value in _SAMPLING_DEFAULTS.items():
             if effective(name) is None:
                 kwargs[name] = value
-    prompt_length = input_ids.shape[1]
-    max_positions = model.config.text_config.max_position_embeddings
-    max_new_tokens = effective("max_new_tokens")
-    max_length = prompt_length + max_new_tokens if max_new_tokens is not None else effective("max_length")
-    min_length = effective("min_length")
-    if max_length is not None:
-        if max_length <= prompt_length:
-            raise ValueError(
-                f"max_length={max_length} leaves no room to generate after the {prompt_length}-token prompt; "
-                "max_length counts the prompt (as in LAVIS): pass a larger max_length"
-            )
-        if max_length > max_positions:
-            raise ValueError(
-                f"max_length={max_length} exceeds the decoder's max_position_embeddings={max_positions}; "
-                f"pass max_length <= {max_positions}"
-            )
-    if min_length is not None and max_length is not None and min_length > max_length:
-        raise ValueError(
-            f"min_length={min_length} is larger than max_length={max_length}; both count the prompt "
-            f"({prompt_length} tokens). Pass min_length <= max_length"
-        )
+    _check_lengths(model, input_ids.shape[1], effective)
     num_beams = effective("num_beams") or 1
     if (
         beam_search == "lavis"
@@ -658,9 +712,11 @@ class BlipForConditionalGeneration(BlipPreTrainedModel, GenerationMixin):
         image_embeds: torch.Tensor | None = None,
         generation_config: GenerationConfig | None = None,
         beam_search: str = "lavis",
+        static_cache: bool | None = None,
         **kwargs: Any,
     ) -> torch.LongTensor | ModelOutput:
-        """Captions (LAVIS ``BlipCaption.generate``) through ``GenerationMixin.generate``.
+        """Captions (LAVIS ``BlipCaption.generate``) through ``GenerationMixin.generate``, or for plain greedy search
+        through :class:`~vl_hub.layers.med_greedy.StaticGreedyDecoder` (same tokens; one CUDA graph per step).
 
         The images are encoded once; the decoder cache keeps the image keys/values for the whole call.
 
@@ -673,6 +729,10 @@ class BlipForConditionalGeneration(BlipPreTrainedModel, GenerationMixin):
             generation_config: overrides :attr:`generation_config`.
             beam_search: ``"lavis"`` (default; :func:`lavis_beam_search`, transformers 4.26 scoring, reproduces
                 LAVIS's captions) or ``"transformers"`` (transformers 5 beam search).
+            static_cache: ``None`` (default): plain greedy calls (``num_beams=1``, no sampling, no processors or extra
+                outputs) of an eval-mode model on CUDA use the static decoder, everything else ``generate``;
+                ``True``: use the static decoder on any device (error if the call is not plain greedy); ``False``:
+                always ``GenerationMixin.generate``.
             kwargs: generation settings (``max_length``, ``min_length`` — both counting the prompt —
                 ``num_beams``, ``do_sample``, ``top_p``, ``repetition_penalty``, ``num_return_sequences``,
                 ``use_cache``, ...). Sampling defaults to LAVIS's ``top_p=0.9, repetition_penalty=1.1``.
@@ -686,9 +746,47 @@ class BlipForConditionalGeneration(BlipPreTrainedModel, GenerationMixin):
         if image_embeds is None:
             image_embeds = self.get_image_embeds(pixel_values)
         prompt, prompt_mask = self._prompt(image_embeds.shape[0], input_ids, attention_mask, image_embeds.device)
+        decoder = self._static_greedy_decoder(prompt, image_embeds, generation_config, kwargs, static_cache)
+        if decoder is not None:
+            return decoder.decode(prompt, image_embeds, prompt_mask)
         return _generate(
             self, prompt, prompt_mask, {"image_embeds": image_embeds}, generation_config, beam_search, kwargs
         )
+
+    def _static_greedy_decoder(
+        self,
+        prompt: torch.Tensor,
+        image_embeds: torch.Tensor,
+        generation_config: GenerationConfig | None,
+        kwargs: dict[str, Any],
+        static_cache: bool | None,
+    ) -> StaticGreedyDecoder | None:
+        """The static decoder serving this call (built or reused), or ``None`` for ``GenerationMixin.generate``."""
+        if static_cache is False or (static_cache is None and image_embeds.device.type != "cuda"):
+            return None
+        plan = _static_greedy_plan(self, prompt.shape[1], generation_config, kwargs)
+        reason = plan if isinstance(plan, str) else static_greedy_unsupported(self.text_decoder)
+        if reason is not None:
+            if static_cache:
+                raise ValueError(
+                    f"static_cache=True needs plain greedy decoding (num_beams=1, no sampling, no logits processors "
+                    f"or extra outputs) of an eval-mode model, but {reason}; pass static_cache=None to use "
+                    "GenerationMixin.generate for such calls"
+                )
+            return None
+        max_length, min_length, eos, pad = plan
+        weights = self.text_decoder.bert.embeddings.word_embeddings.weight
+        shape = GreedyShape(
+            batch_size=prompt.shape[0], prompt_length=prompt.shape[1], max_length=max_length, min_length=min_length,
+            encoder_length=image_embeds.shape[1], eos_token_id=eos, pad_token_id=pad, dtype=weights.dtype,
+            device=weights.device,
+        )
+        key = (shape, tuple(p.data_ptr() for p in self.text_decoder.parameters()))
+        cached = _STATIC_DECODERS.get(self)
+        if cached is None or cached[0] != key:
+            cached = (key, StaticGreedyDecoder(self.text_decoder, shape))
+            _STATIC_DECODERS[self] = cached
+        return cached[1]
 
     @torch.no_grad()
     def caption(self, pixel_values: torch.Tensor, tokenizer: Any, **generate_kwargs: Any) -> list[str]:
