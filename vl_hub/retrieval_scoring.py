@@ -25,7 +25,14 @@ import torch
 
 from vl_hub.modeling_outputs import RetrievalScores
 
-__all__ = ["ItmScoreFn", "brute_force_scores", "itc_similarity", "rerank_top_k"]
+__all__ = [
+    "ItmScoreFn",
+    "PairLogitsFn",
+    "brute_force_scores",
+    "itc_similarity",
+    "length_bucketed_scorer",
+    "rerank_top_k",
+]
 
 ItmScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``itm_score_fn(image_index (P,), text_index (P,)) -> (P,)``: the ITM "match" logit of each pair."""
@@ -66,47 +73,59 @@ def _query_range(queries: slice | None, total: int, name: str) -> range:
     return range(total)[queries]
 
 
-def _score_direction(
-    sim: torch.Tensor,
-    k: int,
-    itm_score_fn: ItmScoreFn,
-    queries_are_images: bool,
-    pairs_per_call: int,
-    queries: range,
-    known_itm: torch.Tensor | None,
-    known_offset: int = 0,
-) -> torch.Tensor:
-    """One direction. ``sim`` is ``(Q, C)`` oriented query x candidate; only the queries in ``queries`` are scored.
-    Returns the ITM logits ``(len(queries), C)`` on each query's top-k and NaN elsewhere (NaN marks "not scored" so
-    that the caller can turn it into -100 in place).
+def _column_thresholds(
+    sim: torch.Tensor, k: int, texts: range, rows_per_chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which images are in each text query's top-k, in ``O(M)`` memory: ``(threshold (m,), tie_columns (T,),
+    tie_top (T, k))``. Image ``i`` is in text ``j``'s top-k iff ``sim[i, j] >= threshold[j]``, except for the few
+    columns whose k-th value is tied with a (k+1)-th: those keep their exact ``topk`` indices."""
+    sim_t = sim.t()
+    threshold = sim.new_empty(len(texts))
+    tie_columns, tie_top = [], []
+    for start in range(texts.start, texts.stop, rows_per_chunk):
+        stop = min(start + rows_per_chunk, texts.stop)
+        values, indices = sim_t[start:stop].topk(k, dim=1)
+        kth = values[:, -1]
+        threshold[start - texts.start : stop - texts.start] = kth
+        ties = ((sim_t[start:stop] >= kth[:, None]).sum(dim=1) > k).nonzero().flatten()
+        if ties.numel():
+            tie_columns.append(ties + (start - texts.start))
+            tie_top.append(indices[ties])
+    if not tie_columns:
+        return threshold, sim.new_empty(0, dtype=torch.long), sim.new_empty(0, k, dtype=torch.long)
+    return threshold, torch.cat(tie_columns), torch.cat(tie_top)
 
-    ``known_itm`` (``(R, Q)``, NaN where unknown) holds logits already computed in the other direction for the
-    candidates ``known_offset .. known_offset + R - 1``.
-    """
-    itm = sim.new_full((len(queries), sim.shape[1]), float("nan"))
-    queries_per_call = max(1, pairs_per_call // k)
-    for start in range(queries.start, queries.stop, queries_per_call):
-        stop = min(start + queries_per_call, queries.stop)
-        top_idx = sim[start:stop].topk(k, dim=1).indices  # (q, k)
-        query_idx = torch.arange(start, stop, device=sim.device)[:, None].expand_as(top_idx)
-        logits = torch.full(top_idx.shape, float("nan"), dtype=sim.dtype, device=sim.device)
-        if known_itm is not None:
-            local = top_idx - known_offset
-            inside = (local >= 0) & (local < known_itm.shape[0])
-            logits[inside] = known_itm[local[inside], query_idx[inside]]
-        todo = torch.isnan(logits)
-        q_todo, c_todo = query_idx[todo], top_idx[todo]
-        if q_todo.numel():
-            image_index, text_index = (q_todo, c_todo) if queries_are_images else (c_todo, q_todo)
-            scores = itm_score_fn(image_index, text_index)
-            if scores.shape != q_todo.shape:
-                raise ValueError(
-                    f"itm_score_fn returned shape {tuple(scores.shape)} for {q_todo.numel()} pairs; it must return "
-                    "one 'match' logit per pair, shape (P,)"
-                )
-            logits[todo] = scores.to(device=sim.device, dtype=sim.dtype)
-        itm[start - queries.start : stop - queries.start].scatter_(1, top_idx, logits)
-    return itm
+
+def _score_pairs_in_calls(
+    itm_score_fn: ItmScoreFn, image_index: torch.Tensor, text_index: torch.Tensor, pairs_per_call: int, sim: torch.Tensor
+) -> torch.Tensor:
+    """ITM logits ``(P,)`` of the pairs, ``pairs_per_call`` per call of ``itm_score_fn``."""
+    logits = sim.new_empty(image_index.numel())
+    for start in range(0, image_index.numel(), pairs_per_call):
+        stop = min(start + pairs_per_call, image_index.numel())
+        scores = itm_score_fn(image_index[start:stop], text_index[start:stop])
+        if scores.shape != (stop - start,):
+            raise ValueError(
+                f"itm_score_fn returned shape {tuple(scores.shape)} for {stop - start} pairs; it must return one "
+                "'match' logit per pair, shape (P,)"
+            )
+        logits[start:stop] = scores.to(device=sim.device, dtype=sim.dtype)
+    return logits
+
+
+def _block_logits(
+    needed: torch.Tensor, row_offset: int, column_offset: int, itm_score_fn: ItmScoreFn, pairs_per_call: int,
+    sim: torch.Tensor,
+) -> torch.Tensor:
+    """Scores the ``True`` entries of ``needed (b, c)`` (rows = images ``row_offset + r``, columns = texts
+    ``column_offset + c``) image by image; returns ``(b, c)`` logits, NaN where not needed."""
+    rows, columns = needed.nonzero(as_tuple=True)  # row-major: the pairs of one image are adjacent
+    logits = torch.full(needed.shape, float("nan"), dtype=sim.dtype, device=sim.device)
+    if rows.numel():
+        logits[rows, columns] = _score_pairs_in_calls(
+            itm_score_fn, rows + row_offset, columns + column_offset, pairs_per_call, sim
+        )
+    return logits
 
 
 @torch.no_grad()
@@ -121,13 +140,21 @@ def rerank_top_k(
 ) -> RetrievalScores:
     """ITC ranking then ITM re-scoring of each query's top-k, in both directions (see the module docstring).
 
+    The pairs are scored image by image: blocks of images are visited in order, and each block's pairs (its image
+    queries' top-k texts, plus every text query whose top-k holds one of its images) go to ``itm_score_fn`` sorted
+    by image, so a call touches few distinct images (a scorer that projects each distinct image's cross-attention
+    keys/values once per call does so about once per image overall). Working memory is bounded by the block
+    (``O(pairs_per_call)``) plus one threshold per text query; nothing ``N x k`` or ``N x M`` is built besides the
+    outputs.
+
     Args:
         sim: ``(N_images, N_texts)`` ITC similarity (e.g. :func:`itc_similarity`).
         itm_score_fn: scores a batch of pairs, ``(image_index (P,), text_index (P,)) -> match logit (P,)``; called
-            with at most ``max(pairs_per_call, k)`` pairs, always whole queries.
+            with at most ``pairs_per_call`` pairs, in increasing image order.
         k_test: candidates re-scored per query (clamped to the number of candidates).
-        pairs_per_call: upper bound on pairs per ITM call (memory bound): ``pairs_per_call // k`` queries at once.
-        reuse_itm: score a pair found in both directions' top-k only once.
+        pairs_per_call: upper bound on pairs per ITM call (memory bound).
+        reuse_itm: score a pair found in both directions' top-k only once (``False``: once per direction, as the
+            original).
         image_queries, text_queries: contiguous blocks of query indices to score (``slice(start, stop)``), ``None``
             for all of them. Distributed evaluation gives each process its own blocks of the full ``sim`` (every
             candidate stays visible) and concatenates the rows afterwards; an empty slice skips a direction.
@@ -139,13 +166,46 @@ def rerank_top_k(
     _check(sim, k_test, pairs_per_call)
     images = _query_range(image_queries, sim.shape[0], "image_queries")
     texts = _query_range(text_queries, sim.shape[1], "text_queries")
+    num_images, num_texts = sim.shape
     # The original's topk fails when k_test exceeds the candidates; re-scoring all of them is the natural meaning.
-    k_i2t = min(k_test, sim.shape[1])
-    k_t2i = min(k_test, sim.shape[0])
-    score_i2t = _score_direction(sim, k_i2t, itm_score_fn, True, pairs_per_call, images, None)
-    score_t2i = _score_direction(
-        sim.t(), k_t2i, itm_score_fn, False, pairs_per_call, texts, score_i2t if reuse_itm else None, images.start
-    )
+    k_i2t = min(k_test, num_texts)
+    k_t2i = min(k_test, num_images)
+    budget = 16 * max(pairs_per_call, k_test)  # elements of the (block x texts) working tensors
+    threshold, tie_columns, tie_top = _column_thresholds(sim, k_t2i, texts, max(1, budget // num_images))
+    score_i2t = sim.new_full((len(images), num_texts), float("nan"))
+    score_t2i = sim.new_full((len(texts), num_images), float("nan"))
+    # image blocks: every image for the text queries' candidates, only the image queries for their own top-k
+    first, last = (0, num_images) if len(texts) else (images.start, images.stop)
+    rows_per_block = max(1, budget // num_texts)
+    for start in range(first, last, rows_per_block):
+        stop = min(start + rows_per_block, last)
+        member = sim[start:stop, texts.start : texts.stop] >= threshold  # (b, m): image in the text's top-k
+        if tie_columns.numel():
+            block_images = torch.arange(start, stop, device=sim.device)
+            member[:, tie_columns] = (tie_top[None] == block_images[:, None, None]).any(dim=-1)
+        q_start, q_stop = max(start, images.start), min(stop, images.stop)  # image queries inside the block
+        top = sim[q_start:q_stop].topk(k_i2t, dim=1).indices if q_stop > q_start else None
+        chosen = None
+        if top is not None:
+            chosen = torch.zeros(q_stop - q_start, num_texts, dtype=torch.bool, device=sim.device)
+            chosen.scatter_(1, top, True)
+        if reuse_itm:
+            needed = torch.zeros(stop - start, num_texts, dtype=torch.bool, device=sim.device)
+            needed[:, texts.start : texts.stop] = member
+            if chosen is not None:
+                needed[q_start - start : q_stop - start] |= chosen
+            i2t_logits = t2i_logits = _block_logits(needed, start, 0, itm_score_fn, pairs_per_call, sim)
+            t2i_logits = t2i_logits[:, texts.start : texts.stop]
+            i2t_logits = i2t_logits[q_start - start : q_stop - start]
+        else:
+            i2t_logits = None
+            if chosen is not None:
+                i2t_logits = _block_logits(chosen, q_start, 0, itm_score_fn, pairs_per_call, sim)
+            t2i_logits = _block_logits(member, start, texts.start, itm_score_fn, pairs_per_call, sim)
+        if chosen is not None:
+            score_i2t[q_start - images.start : q_stop - images.start] = i2t_logits.masked_fill(~chosen, float("nan"))
+        if len(texts):
+            score_t2i[:, start:stop] = t2i_logits.masked_fill(~member, float("nan")).t()
     # itm + sim on the scored entries; NaN (unscored) + sim stays NaN and becomes -100. In place: no extra matrix.
     score_i2t.add_(sim[images.start : images.stop]).nan_to_num_(nan=FILL_VALUE)
     score_t2i.add_(sim.t()[texts.start : texts.stop]).nan_to_num_(nan=FILL_VALUE)
@@ -167,3 +227,54 @@ def brute_force_scores(itm_all: torch.Tensor, sim: torch.Tensor, k_test: int) ->
         top_sim, top_idx = sim[:, j].topk(min(k_test, sim.shape[0]))
         score_t2i[j, top_idx] = itm_all[top_idx, j] + top_sim
     return RetrievalScores(score_i2t=score_i2t, score_t2i=score_t2i, sim=sim)
+
+
+PairLogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""``pair_logits(unique_images (U,), image_slot (P,), text_index (P,), length) -> (P,)``: the ITM "match" logit of
+pair ``p`` = (image ``unique_images[image_slot[p]]``, text ``text_index[p]`` cut to its first ``length`` tokens)."""
+
+
+def length_bucketed_scorer(
+    pair_logits: PairLogitsFn, attention_mask: torch.Tensor | None, buckets: int = 4
+) -> ItmScoreFn:
+    """An :data:`ItmScoreFn` that hands ``pair_logits`` the distinct images of each call once and cuts padding.
+
+    The pairs of a call are sorted by text length and split into ``buckets`` groups; each group runs with its texts
+    cut to the group's longest one (right padding only: the cut columns are masked out anyway, so the logits are
+    those of the full-length texts up to float rounding). The original pads every text to ``max_length`` (35) for
+    ITM; COCO captions average about 14 tokens.
+
+    Args:
+        pair_logits: see :data:`PairLogitsFn`; ``unique_images`` indexes the whole image set, ``image_slot`` points
+            into it (project each distinct image's keys/values once, gather per pair).
+        attention_mask: ``(M, L)`` 0/1 mask of all texts; ``None`` or a mask that is not right-padded disables the
+            cut (every group keeps ``L`` tokens).
+        buckets: length groups per call (1: sort nothing, cut to the call's longest text).
+    """
+    if attention_mask is None:
+        lengths, full = None, None
+    else:
+        lengths = attention_mask.sum(dim=1)
+        full = attention_mask.shape[1]
+        right_padded = torch.equal(
+            attention_mask.bool(), torch.arange(full, device=attention_mask.device)[None, :] < lengths[:, None]
+        )
+        if not right_padded:
+            lengths = None
+
+    def score(image_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
+        if lengths is None:
+            unique, slot = torch.unique(image_index, return_inverse=True)
+            return pair_logits(unique, slot, text_index, full or 0)
+        pair_lengths = lengths[text_index.to(lengths.device)].to(text_index.device)
+        order = pair_lengths.argsort(stable=True)
+        out: torch.Tensor | None = None
+        for part in order.tensor_split(min(buckets, order.numel())):
+            unique, slot = torch.unique(image_index[part], return_inverse=True)
+            logits = pair_logits(unique, slot, text_index[part], int(pair_lengths[part].max()))
+            if out is None:
+                out = logits.new_empty(order.numel())
+            out[part.to(out.device)] = logits
+        return out
+
+    return score

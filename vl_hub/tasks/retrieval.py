@@ -23,6 +23,7 @@ Metrics (:func:`vl_hub.metrics.retrieval_metrics`): ``txt_r1/5/10`` (image -> te
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 from vl_hub.metrics import retrieval_metrics
 from vl_hub.modeling_outputs import RetrievalScores
-from vl_hub.retrieval_scoring import itc_similarity, rerank_top_k
+from vl_hub.retrieval_scoring import itc_similarity, length_bucketed_scorer, rerank_top_k
 from vl_hub.tasks import register_task
 from vl_hub.tasks._head_calls import (
     check_ramp_epochs,
@@ -281,13 +282,18 @@ class RetrievalTask(Task):
                 desc=f"{self.name}: ITM pairs (at most)", disable=not progress, dynamic_ncols=True,
             )
 
-            def itm_score_fn(image_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
-                images = image_embeds[image_index.to(image_embeds.device)].to(device)
-                bar.update(image_index.numel())
-                return model.itm_match_logits(images, input_ids[text_index], attention_mask[text_index])
+            shared_kv = "image_index" in inspect.signature(model.itm_match_logits).parameters
+
+            def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+                images = image_embeds[unique.to(image_embeds.device)].to(device)
+                ids, mask = input_ids[text_index, :length], attention_mask[text_index, :length]
+                bar.update(text_index.numel())
+                if shared_kv:  # each distinct image's cross-attention keys/values projected once per call
+                    return model.itm_match_logits(images, ids, mask, image_index=slot.to(device))
+                return model.itm_match_logits(images[slot.to(device)], ids, mask)
 
             local = rerank_top_k(
-                sim, itm_score_fn, k, self.options["pairs_per_call"],
+                sim, length_bucketed_scorer(pair_logits, attention_mask), k, self.options["pairs_per_call"],
                 image_queries=image_queries, text_queries=text_queries,
             )
             bar.close()

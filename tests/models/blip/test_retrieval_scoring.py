@@ -119,3 +119,76 @@ def test_blip_score_pairs_equals_brute_force_on_tiny_model() -> None:
         torch.testing.assert_close(got.score_i2t, ref_i2t, atol=1e-5, rtol=0)
         torch.testing.assert_close(got.score_t2i, ref_t2i, atol=1e-5, rtol=0)
     assert int((out.score_i2t > -100).sum()) == 5 * 3 and int((out.score_t2i > -100).sum()) == 7 * 3
+
+
+def test_calls_come_image_by_image_and_bounded() -> None:
+    sim = torch.randn(40, 90, generator=torch.Generator().manual_seed(3))
+    itm = RecordingItm()
+    rerank_top_k(sim, itm, k_test=8, pairs_per_call=50)
+    images = torch.cat([i for i, _ in itm.calls])
+    assert all(i.numel() <= 50 for i, _ in itm.calls)
+    assert torch.all(images[1:] >= images[:-1]), "pairs are not grouped by image"
+    # a call touches few images: far fewer distinct images per call than a per-text-query grouping would
+    assert max(int(i.unique().numel()) for i, _ in itm.calls) <= 4  # ~25 pairs per image, 50 per call
+
+
+def test_tied_similarities_keep_exactly_k_candidates() -> None:
+    g = torch.Generator().manual_seed(4)
+    rows = torch.randn(6, 12, generator=g)
+    sim = torch.cat([rows, rows[:3]])  # images 6..8 duplicate 0..2: every text column has ties
+    itm = RecordingItm()
+    k = 4
+    out = rerank_top_k(sim, itm, k_test=k, pairs_per_call=5)
+    itm_all = RecordingItm.all_pairs(*sim.shape)
+    for j in range(sim.shape[1]):
+        kept = (out.score_t2i[j] > -100).nonzero().flatten()
+        assert kept.numel() == k
+        dropped = torch.ones(sim.shape[0], dtype=torch.bool)
+        dropped[kept] = False
+        assert sim[kept, j].min() >= sim[dropped, j].max()  # a valid top-k, ties broken either way
+        torch.testing.assert_close(out.score_t2i[j, kept], itm_all[kept, j] + sim[kept, j], atol=0, rtol=0)
+    ref_i2t, _ = reference_scores(itm_all, sim, k)
+    assert torch.equal(out.score_i2t, ref_i2t)
+
+
+def test_length_bucketed_scorer_cuts_right_padding_only() -> None:
+    from vl_hub.retrieval_scoring import length_bucketed_scorer
+
+    lengths = torch.tensor([3, 9, 5, 2, 7, 9])
+    mask = (torch.arange(9)[None, :] < lengths[:, None]).long()
+    seen = []
+
+    def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+        seen.append((unique.clone(), length, lengths[text_index].max().item()))
+        return unique[slot].float() * 10 + text_index.float()
+
+    score = length_bucketed_scorer(pair_logits, mask, buckets=2)
+    image_index, text_index = torch.tensor([0, 0, 1, 1, 1, 4]), torch.tensor([0, 1, 2, 3, 4, 5])
+    assert torch.equal(score(image_index, text_index), image_index.float() * 10 + text_index.float())
+    assert [length for _, length, _ in seen] == [5, 9] and all(length == longest for _, length, longest in seen)
+    seen.clear()
+    left = mask.flip(1)  # left padding: nothing is cut
+    length_bucketed_scorer(pair_logits, left, buckets=2)(image_index, text_index)
+    assert [length for _, length, _ in seen] == [9]
+
+
+def test_blip_score_pairs_with_varied_lengths_equals_brute_force() -> None:
+    torch.manual_seed(0)
+    model = BlipForImageTextRetrieval(tiny_blip_config()).eval()
+    g = torch.Generator().manual_seed(5)
+    images = torch.randn(6, 3, 32, 32, generator=g)
+    lengths = torch.randint(3, 16, (11,), generator=g)
+    mask = (torch.arange(16)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(5, 230, (11, 16), generator=g).masked_fill(mask == 0, 0)
+    ids[:, 0] = 2
+    ids[torch.arange(11), lengths - 1] = 3
+    with torch.no_grad():
+        image_embeds, image_feat = model.encode_images(images)
+        _, text_feat = model.encode_texts(ids, mask)
+        itm_all = model.itm_match_logits(image_embeds.repeat_interleave(11, 0), ids.repeat(6, 1), mask.repeat(6, 1))
+        sim = image_feat @ text_feat.t()
+        out = model.score_pairs(image_embeds, image_feat, ids, mask, text_feat, k_test=4, pairs_per_call=9)
+    ref_i2t, ref_t2i = reference_scores(itm_all.view(6, 11), sim, 4)
+    assert torch.equal(out.score_i2t == -100, ref_i2t == -100) and torch.equal(out.score_t2i == -100, ref_t2i == -100)
+    torch.testing.assert_close(out.score_i2t, ref_i2t, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.score_t2i, ref_t2i, atol=1e-5, rtol=0)

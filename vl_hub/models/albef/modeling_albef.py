@@ -48,7 +48,7 @@ from vl_hub.models._lavis_base import LavisPreTrainedModel
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
 from vl_hub.models._momentum import MomentumMixin, concat_all_gather
 from vl_hub.models.albef.configuration_albef import AlbefConfig
-from vl_hub.retrieval_scoring import itc_similarity, rerank_top_k
+from vl_hub.retrieval_scoring import itc_similarity, length_bucketed_scorer, rerank_top_k
 
 __all__ = [
     "AUTO_CLASSES",
@@ -560,14 +560,16 @@ class AlbefForImageTextRetrieval(MomentumMixin, _AlbefEncodersMixin, AlbefPreTra
         attention_mask = _ones_mask(input_ids, attention_mask)
         sim = itc_similarity(image_feat.to(device), text_feat.to(device))
 
-        def itm_score_fn(image_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
-            images = image_embeds[image_index.to(image_embeds.device)].to(device)
-            mask = attention_mask[text_index.to(attention_mask.device)].to(device)
+        def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+            images = image_embeds[unique.to(image_embeds.device)].to(device)[slot.to(device)]
+            rows = text_index.to(attention_mask.device)
+            mask = attention_mask[rows, :length].to(device)
             if text_embeds is not None:
-                states = text_embeds[text_index.to(text_embeds.device)].to(device)
+                states = text_embeds[rows.to(text_embeds.device), :length].to(device)
                 return self.itm_match_logits(images, attention_mask=mask, text_embeds=states)
-            ids = input_ids[text_index.to(input_ids.device)].to(device)
-            return self.itm_match_logits(images, ids, mask)
+            return self.itm_match_logits(images, input_ids[rows, :length].to(device), mask)
+
+        itm_score_fn = length_bucketed_scorer(pair_logits, attention_mask)
 
         shards = {k: v for k, v in (("image_queries", image_queries), ("text_queries", text_queries)) if v is not None}
         if shards and not set(shards) <= set(inspect.signature(rerank_top_k).parameters):

@@ -44,7 +44,7 @@ from vl_hub.modeling_utils import VlHubPreTrainedModel
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
 from vl_hub.models.alpro.configuration_alpro import AlproConfig
 from vl_hub.models.alpro.inputs import check_choice, check_same_batch, check_text, check_video
-from vl_hub.retrieval_scoring import itc_similarity, rerank_top_k
+from vl_hub.retrieval_scoring import itc_similarity, length_bucketed_scorer, rerank_top_k
 
 __all__ = [
     "AUTO_CLASSES",
@@ -678,13 +678,15 @@ class AlproForVideoTextRetrieval(_AlproContrastiveMixin, AlproPreTrainedModel):
             )
         sim = itc_similarity(video_feat.to(device), text_feat.to(device))
 
-        def itm_score_fn(video_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
-            videos = video_embeds[video_index.to(video_embeds.device)].to(device)
+        def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+            videos = video_embeds[unique.to(video_embeds.device)].to(device)[slot.to(device)]
             rows = text_index.to(text_embeds.device)
-            states = self.fuse(text_embeds[rows].to(device), attention_mask[rows.to(attention_mask.device)].to(device), videos)
+            mask = attention_mask[rows.to(attention_mask.device), :length].to(device)
+            states = self.fuse(text_embeds[rows, :length].to(device), mask, videos)
             return self.itm_head(states[:, 0])[:, 1]
 
-        return rerank_top_k(sim, itm_score_fn, k_test or self.config.k_test, pairs_per_call, reuse_itm)
+        scorer = length_bucketed_scorer(pair_logits, attention_mask)
+        return rerank_top_k(sim, scorer, k_test or self.config.k_test, pairs_per_call, reuse_itm)
 
     def _text_states_in_batches(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_size: int = 256

@@ -57,7 +57,7 @@ from vl_hub.models.blip.inputs import (
     check_text,
     with_first_token,
 )
-from vl_hub.retrieval_scoring import itc_similarity, rerank_top_k
+from vl_hub.retrieval_scoring import itc_similarity, length_bucketed_scorer, rerank_top_k
 
 logger = logging.getLogger(__name__)
 
@@ -555,16 +555,15 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
         attention_mask = _ones_mask(input_ids, attention_mask)
         sim = itc_similarity(image_feat.to(device), text_feat.to(device))
 
-        def itm_score_fn(image_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
-            # the pairs of a call share few images (an image query's k candidates, or the texts' candidates drawn from
-            # the same N images): move and project each unique image once, gather its keys/values per pair
-            unique, inverse = torch.unique(image_index, return_inverse=True)
+        def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+            # the pairs of a call come image by image: move and project each distinct image once, gather per pair
             images = image_embeds[unique.to(image_embeds.device)].to(device)
-            ids = input_ids[text_index.to(input_ids.device)].to(device)
-            mask = attention_mask[text_index.to(attention_mask.device)].to(device)
-            return self.itm_match_logits(images, ids, mask, image_index=inverse.to(device))
+            rows = text_index.to(input_ids.device)
+            ids, mask = input_ids[rows, :length].to(device), attention_mask[rows, :length].to(device)
+            return self.itm_match_logits(images, ids, mask, image_index=slot.to(device))
 
-        return rerank_top_k(sim, itm_score_fn, k_test or self.config.k_test, pairs_per_call, reuse_itm)
+        scorer = length_bucketed_scorer(pair_logits, attention_mask)
+        return rerank_top_k(sim, scorer, k_test or self.config.k_test, pairs_per_call, reuse_itm)
 
     @torch.no_grad()
     def retrieval_scores(
