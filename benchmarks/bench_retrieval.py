@@ -25,13 +25,18 @@ ITM callables (``--backend``):
   without that reuse). At BLIP-base width the key/value projection of 577 image tokens dominates a pair's cost, so
   the reuse is where the speed-up comes from on a CPU.
 
+* ``blip-base``: the public API end to end, ``BlipForImageTextRetrieval.score_pairs``, against LAVIS's loop calling
+  ``itm_match_logits`` per query (image tokens gathered per pair, captions at their padded 35 tokens), on a
+  BLIP-base-sized model (12 text layers, 577 image tokens = 384 px) in bf16 on a GPU (float32 on a CPU); captions
+  have COCO-like lengths (mean ~14 tokens). Prints both sides' recalls, the score difference and GPU peak memory.
+
 Memory: peak resident memory (``VmHWM``, reset through ``/proc/self/clear_refs``) while scoring, minus the memory
 held before, minus the three ``(N, M)`` float32 output matrices (sim, score_i2t, score_t2i), i.e. the working
 memory of the re-ranking, as ``N`` grows. The batched scorer's working memory is bounded by ``pairs_per_call``; the
 same scorer with one call per direction (no chunking) grows with ``N * k``.
 
 Run: ``python benchmarks/bench_retrieval.py [--images 1000] [--k-test 256] [--pairs-per-call 8192]
-[--call-latency-ms 2] [--sizes 250,500,1000] [--backend cost-model|tiny-blip] [--text-width ...]``. Timings are single runs (the loop
+[--call-latency-ms 2] [--sizes 250,500,1000] [--backend cost-model|tiny-blip|blip-base] [--device cuda] ...``. Timings are single runs (the loop
 takes seconds to minutes); torch uses one thread so that both sides see the same CPU.
 """
 
@@ -151,20 +156,115 @@ class TinyBlipItm:
         return self.model.itm_match_logits(self.image_embeds[unique], ids, mask, image_index=inverse)
 
 
+class BlipBaseSetup:
+    """A BLIP-base-sized ``BlipForImageTextRetrieval`` (random weights; BERT-base text encoder with cross-attention to
+    ``image_tokens`` image tokens of width 768) on ``device`` in ``dtype``, random image tokens, and captions with
+    COCO-like lengths (``[CLS] ... [SEP]``, 8-35 tokens, mean about 14) padded to 35 as LAVIS's evaluation does.
+
+    ``ours()`` is the public API, ``model.score_pairs`` (image-by-image calls, keys/values of each distinct image
+    projected once per call, padding cut per length group); ``loop_itm`` is LAVIS's ITM call: the pairs' image tokens
+    gathered (``image_embeds[i].repeat(k_test, 1, 1)``) and every text at its padded 35 tokens.
+    """
+
+    def __init__(self, image_feat: torch.Tensor, text_feat: torch.Tensor, device: str, dtype: torch.dtype,
+                 text_layers: int = 12, image_tokens: int = 577, pairs_per_call: int = 8192) -> None:
+        from vl_hub.models.blip.configuration_blip import BlipConfig
+        from vl_hub.models.blip.modeling_blip import BlipForImageTextRetrieval
+
+        torch.manual_seed(0)
+        config = BlipConfig(
+            vision_config={"image_size": 32, "patch_size": 16, "hidden_size": 768, "num_hidden_layers": 1,
+                           "num_attention_heads": 12},
+            text_config={"vocab_size": 30524, "hidden_size": 768, "num_hidden_layers": text_layers,
+                         "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512,
+                         "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "pad_token_id": 0,
+                         "bos_token_id": 30522, "eos_token_id": 102, "sep_token_id": 102, "cls_token_id": 101,
+                         "enc_token_id": 30523},
+            embed_dim=EMBED_DIM, queue_size=8,
+        )
+        self.model = BlipForImageTextRetrieval(config).to(device, dtype).eval()
+        n, m = image_feat.shape[0], text_feat.shape[0]
+        g = torch.Generator().manual_seed(2)
+        self.image_embeds = torch.randn(n, image_tokens, 768, generator=g).to(device, dtype)
+        lengths = (14 + 3.5 * torch.randn(m, generator=g)).round().long().clamp(8, 35)
+        self.mask = (torch.arange(35) < lengths[:, None]).long()
+        ids = torch.randint(1000, 30000, (m, 35), generator=g).masked_fill(self.mask == 0, 0)
+        ids[:, 0] = 101
+        ids[torch.arange(m), lengths - 1] = 102
+        self.ids, self.mask = ids.to(device), self.mask.to(device)
+        self.image_feat, self.text_feat = image_feat.to(device), text_feat.to(device)
+        self.pairs_per_call = pairs_per_call
+        self.mean_length = float(lengths.float().mean())
+
+    @torch.no_grad()
+    def ours(self, k: int) -> object:
+        return self.model.score_pairs(self.image_embeds, self.image_feat, self.ids, self.mask, self.text_feat,
+                                      k_test=k, pairs_per_call=self.pairs_per_call)
+
+    @torch.no_grad()
+    def loop_itm(self, image_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
+        return self.model.itm_match_logits(self.image_embeds[image_index], self.ids[text_index],
+                                           self.mask[text_index]).float()
+
+
+def run_blip_base(num_images: int, k: int, device: str, text_layers: int, image_tokens: int,
+                  pairs_per_call: int) -> None:
+    """The real-model comparison (see :class:`BlipBaseSetup`), timed with the device synchronised."""
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    image_feat, text_feat, img2txt, txt2img = make_features(num_images)
+    setup = BlipBaseSetup(image_feat, text_feat, device, dtype, text_layers, image_tokens, pairs_per_call)
+    print(f"blip-base: {text_layers} text layers, {image_tokens} image tokens of width 768, {dtype}, captions "
+          f"mean {setup.mean_length:.1f} tokens padded to 35, pairs_per_call={pairs_per_call}, device={device}")
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    setup.ours(k)  # warm-up (kernel choice, allocator)
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    ours = setup.ours(k)
+    sync()
+    ours_s = time.perf_counter() - start
+    ours_peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    loop_itm = CountingItm(setup.loop_itm)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    loop_i2t, loop_t2i = per_query_loop(ours.sim, loop_itm, k)
+    sync()
+    loop_s = time.perf_counter() - start
+    loop_peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    same_mask = torch.equal(ours.score_i2t == FILL_VALUE, loop_i2t == FILL_VALUE) and torch.equal(
+        ours.score_t2i == FILL_VALUE, loop_t2i == FILL_VALUE)
+    max_diff = max((ours.score_i2t - loop_i2t).abs().max().item(), (ours.score_t2i - loop_t2i).abs().max().item())
+    ours_metrics = retrieval_metrics(ours.score_i2t.cpu(), ours.score_t2i.cpu(), img2txt, txt2img)
+    loop_metrics = retrieval_metrics(loop_i2t.cpu(), loop_t2i.cpu(), img2txt, txt2img)
+    print(f"same top-k sets: {same_mask}; max |score diff| {max_diff:.2e} ({dtype}: padding cut and keys/values "
+          "gathered instead of recomputed change the rounding)")
+    for name, metrics in (("vl_hub", ours_metrics), ("loop", loop_metrics)):
+        print(f"  {name:>6}: " + " ".join(f"{key}={metrics[key]:.2f}" for key in
+                                          ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")))
+    if not same_mask or max_diff > (1e-4 if dtype == torch.float32 else 0.25):
+        raise SystemExit("MISMATCH between vl_hub's scores and the per-query loop's")
+    print(f"{'':>16} {'seconds':>9} {'ITM calls':>10} {'ITM pairs':>10} {'peak MiB':>9}")
+    print(f"{'per-query loop':>16} {loop_s:>9.2f} {loop_itm.calls:>10} {loop_itm.pairs:>10} {loop_peak:>9.0f}")
+    print(f"{'vl_hub':>16} {ours_s:>9.2f} {'':>10} {'':>10} {ours_peak:>9.0f}")
+    print(f"speed-up: {loop_s / ours_s:.1f}x")
+
+
 @torch.no_grad()
 def per_query_loop(sim: torch.Tensor, itm: Callable, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """LAVIS ``compute_sim_matrix``'s re-ranking: one ITM call per image query, then one per text query."""
     n, m = sim.shape
     k_i2t, k_t2i = min(k, m), min(k, n)  # as rerank_top_k (the original fails when k exceeds the candidates)
-    score_i2t = torch.full((n, m), FILL_VALUE)
-    score_t2i = torch.full((m, n), FILL_VALUE)
+    score_i2t = torch.full((n, m), FILL_VALUE, device=sim.device)
+    score_t2i = torch.full((m, n), FILL_VALUE, device=sim.device)
     for i in range(n):
         top_sim, top_idx = sim[i].topk(k_i2t)
-        score_i2t[i, top_idx] = itm(torch.full((k_i2t,), i), top_idx) + top_sim
+        score_i2t[i, top_idx] = itm(torch.full((k_i2t,), i, device=sim.device), top_idx) + top_sim
     sim_t = sim.t()
     for j in range(m):
         top_sim, top_idx = sim_t[j].topk(k_t2i)
-        score_t2i[j, top_idx] = itm(top_idx, torch.full((k_t2i,), j)) + top_sim
+        score_t2i[j, top_idx] = itm(top_idx, torch.full((k_t2i,), j, device=sim.device)) + top_sim
     return score_i2t, score_t2i
 
 
@@ -274,20 +374,30 @@ def main() -> None:
     parser.add_argument("--k-test", type=int, default=256)
     parser.add_argument("--pairs-per-call", type=int, default=8192)
     parser.add_argument("--call-latency-ms", type=float, default=2.0)
-    parser.add_argument("--backend", choices=("cost-model", "tiny-blip"), default="cost-model")
+    parser.add_argument("--backend", choices=("cost-model", "tiny-blip", "blip-base"), default="cost-model")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="blip-base only")
     parser.add_argument("--sizes", default="250,500,1000,2000", help="image counts of the memory sweep ('' to skip)")
     parser.add_argument("--text-width", type=int, default=64, help="tiny-blip: text encoder width (BLIP-base 768)")
-    parser.add_argument("--text-layers", type=int, default=2, help="tiny-blip: text encoder depth (BLIP-base 12)")
+    parser.add_argument("--text-layers", type=int, default=None,
+                        help="text encoder depth (tiny-blip default 2, blip-base default 12)")
     parser.add_argument("--heads", type=int, default=4, help="tiny-blip: attention heads (BLIP-base 12)")
-    parser.add_argument("--image-tokens", type=int, default=17, help="tiny-blip: image tokens (BLIP-base 577)")
+    parser.add_argument("--image-tokens", type=int, default=None,
+                        help="image tokens (tiny-blip default 17, blip-base default 577 = 384 px)")
     parser.add_argument("--image-width", type=int, default=64, help="tiny-blip: image token width (BLIP-base 768)")
     parser.add_argument("--batched-per-pair", action="store_true",
                         help="tiny-blip: also time the batched scorer with per-pair key/value projection")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (both sides get the same)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    base = args.backend == "blip-base"
+    args.text_layers = args.text_layers or (12 if base else 2)
+    args.image_tokens = args.image_tokens or (577 if base else 17)
 
     n, m = args.images, args.images * CAPTIONS_PER_IMAGE
+    if args.backend == "blip-base":
+        print(f"backend=blip-base  images={n}  texts={m}  k_test={args.k_test}")
+        run_blip_base(n, args.k_test, args.device, args.text_layers, args.image_tokens, args.pairs_per_call)
+        return
     print(f"backend={args.backend}  images={n}  texts={m}  k_test={args.k_test}  pairs_per_call={args.pairs_per_call}"
           + (f"  call latency={args.call_latency_ms} ms" if args.backend == "cost-model" else ""))
     shape = {"text_width": args.text_width, "text_layers": args.text_layers, "heads": args.heads,
