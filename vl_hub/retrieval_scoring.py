@@ -20,6 +20,7 @@ plugs in.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -229,15 +230,20 @@ def brute_force_scores(itm_all: torch.Tensor, sim: torch.Tensor, k_test: int) ->
     return RetrievalScores(score_i2t=score_i2t, score_t2i=score_t2i, sim=sim)
 
 
-PairLogitsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
-"""``pair_logits(unique_images (U,), image_slot (P,), text_index (P,), length) -> (P,)``: the ITM "match" logit of
-pair ``p`` = (image ``unique_images[image_slot[p]]``, text ``text_index[p]`` cut to its first ``length`` tokens)."""
+PairLogitsFn = Callable[[Any, torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""``pair_logits(images, image_slot (P,), text_index (P,), length) -> (P,)``: the ITM "match" logit of pair ``p`` =
+(image ``image_slot[p]`` of the call's distinct images, text ``text_index[p]`` cut to its first ``length`` tokens).
+``images`` is what ``prepare(unique_images (U,))`` returned for the call (by default ``unique_images`` itself: the
+indices of the call's distinct images in the whole set)."""
 
 
 def length_bucketed_scorer(
-    pair_logits: PairLogitsFn, attention_mask: torch.Tensor | None, buckets: int = 4
+    pair_logits: PairLogitsFn,
+    attention_mask: torch.Tensor | None,
+    buckets: int = 8,
+    prepare: Callable[[torch.Tensor], Any] | None = None,
 ) -> ItmScoreFn:
-    """An :data:`ItmScoreFn` that hands ``pair_logits`` the distinct images of each call once and cuts padding.
+    """An :data:`ItmScoreFn` that prepares the distinct images of each call once and cuts text padding.
 
     The pairs of a call are sorted by text length and split into ``buckets`` groups; each group runs with its texts
     cut to the group's longest one (right padding only: the cut columns are masked out anyway, so the logits are
@@ -245,14 +251,15 @@ def length_bucketed_scorer(
     ITM; COCO captions average about 14 tokens.
 
     Args:
-        pair_logits: see :data:`PairLogitsFn`; ``unique_images`` indexes the whole image set, ``image_slot`` points
-            into it (project each distinct image's keys/values once, gather per pair).
+        pair_logits: see :data:`PairLogitsFn`.
         attention_mask: ``(M, L)`` 0/1 mask of all texts; ``None`` or a mask that is not right-padded disables the
             cut (every group keeps ``L`` tokens).
         buckets: length groups per call (1: sort nothing, cut to the call's longest text).
+        prepare: ``prepare(unique (U,)) -> images`` once per call, shared by its groups (e.g. move the distinct
+            images to the device and project their cross-attention keys/values once).
     """
     if attention_mask is None:
-        lengths, full = None, None
+        lengths, full = None, 0
     else:
         lengths = attention_mask.sum(dim=1)
         full = attention_mask.shape[1]
@@ -263,15 +270,15 @@ def length_bucketed_scorer(
             lengths = None
 
     def score(image_index: torch.Tensor, text_index: torch.Tensor) -> torch.Tensor:
+        unique, slot = torch.unique(image_index, return_inverse=True)
+        images = unique if prepare is None else prepare(unique)
         if lengths is None:
-            unique, slot = torch.unique(image_index, return_inverse=True)
-            return pair_logits(unique, slot, text_index, full or 0)
+            return pair_logits(images, slot, text_index, full)
         pair_lengths = lengths[text_index.to(lengths.device)].to(text_index.device)
         order = pair_lengths.argsort(stable=True)
         out: torch.Tensor | None = None
         for part in order.tensor_split(min(buckets, order.numel())):
-            unique, slot = torch.unique(image_index[part], return_inverse=True)
-            logits = pair_logits(unique, slot, text_index[part], int(pair_lengths[part].max()))
+            logits = pair_logits(images, slot[part], text_index[part], int(pair_lengths[part].max()))
             if out is None:
                 out = logits.new_empty(order.numel())
             out[part.to(out.device)] = logits

@@ -118,11 +118,12 @@ def test_bad_index_raises_clearly(index: torch.Tensor, match: str) -> None:
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 @pytest.mark.parametrize(
     ("index", "grouped"),
-    [([0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4], False), ([2, 0, 1, 1, 0, 2, 2, 0, 1], True), ([3, 3, 3], False), ([0, 1, 2, 3, 4, 0, 1, 2, 3, 4], True)],
+    [([0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4], False), ([2, 0, 1, 1, 0, 2, 2, 0, 1], True), ([3, 3, 3], True),
+     ([0, 1, 2, 3, 4, 0, 1, 2, 3, 4], True), ([4, 1, 4, 1, 4], True)],
 )
 def test_grouped_and_gathered_paths(implementation: str, index: list[int], grouped: bool) -> None:
-    """Balanced rows share one attention call per state (grouped); skewed ones fall back to a gather: same result,
-    with a per-row encoder mask too."""
+    """Balanced rows share one attention call per state (grouped; states without rows get no group); skewed ones
+    fall back to a gather: same result, with a per-row encoder mask too."""
     index_t = torch.tensor(index)
     assert bool(group_by_state(index_t, 5).group_size) is grouped
     model = tiny_med(attn_implementation=implementation)
@@ -141,3 +142,26 @@ def test_group_by_state_slots_by_hand() -> None:
     assert grouping.group_size == 2
     # state 0 rows 1, 4 -> slots 0, 1; state 1 rows 0, 2 -> slots 2, 3; state 2 row 3 -> slot 4
     assert grouping.dest.tolist() == [2, 0, 3, 4, 1]
+
+
+def test_group_by_state_skips_states_without_rows() -> None:
+    grouping = group_by_state(torch.tensor([3, 1, 3]), 5)
+    assert grouping.group_size == 2 and grouping.states.tolist() == [1, 3]
+    # state 1 (group 0) row 1 -> slot 0; state 3 (group 1) rows 0, 2 -> slots 2, 3
+    assert grouping.dest.tolist() == [2, 0, 3]
+    assert group_by_state(torch.tensor([0, 1, 1, 0]), 2).states is None
+
+
+def test_precomputed_encoder_key_values_equal_projecting() -> None:
+    model = tiny_med()
+    ids, mask, states, _ = inputs(6, 4, 9)
+    index = torch.tensor([3, 0, 3, 1, 0, 3])
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, encoder_hidden_states=states, encoder_kv_index=index)
+        key_values = model.project_encoder_states(states)
+        got = model(input_ids=ids, attention_mask=mask, encoder_hidden_states=states, encoder_kv_index=index,
+                    encoder_key_values=key_values)
+        torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, atol=1e-6, rtol=0)
+        with pytest.raises(ValueError, match="project the same states"):
+            model(input_ids=ids, attention_mask=mask, encoder_hidden_states=states[:2],
+                  encoder_kv_index=torch.zeros(6, dtype=torch.long), encoder_key_values=key_values)

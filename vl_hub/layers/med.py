@@ -24,7 +24,7 @@ exponential is exactly 0 in float32), cross-attention ``(1 - m) * finfo(dtype).m
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -427,18 +427,21 @@ class MedLayer(GradientCheckpointingLayer):
         run_cross_attention: bool = False,
         output_attentions: bool = False,
         encoder_kv_index: torch.Tensor | None = None,
+        encoder_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(B, L, H)`` -> ``(hidden_states (B, L, H), self-attention probs | None, cross-attention probs | None)``.
 
         Masks are the prepared additive ones (:func:`build_self_attention_mask`, :func:`build_cross_attention_mask`).
         Cross-attention runs when ``run_cross_attention`` and the layer has one. ``encoder_kv_index`` ``(B,)``: see
         :meth:`MedModel.forward` (only passed on to the cross-attention module when given, so custom modules without
-        that argument keep working).
+        that argument keep working); so is ``encoder_key_value``, this layer's precomputed keys/values.
         """
         hidden_states, self_probs = self.attention(hidden_states, attention_mask, cache, output_attentions)
         cross_probs = None
         if run_cross_attention and self.crossattention is not None:
             extra = {} if encoder_kv_index is None else {"encoder_kv_index": encoder_kv_index}
+            if encoder_key_value is not None:
+                extra["encoder_key_value"] = encoder_key_value
             hidden_states, cross_probs = self.crossattention(
                 hidden_states, encoder_hidden_states, encoder_attention_mask, cache=cache,
                 output_attentions=output_attentions, **extra,
@@ -470,10 +473,11 @@ class MedEncoder(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         encoder_kv_index: torch.Tensor | None = None,
+        encoder_key_values: Sequence[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple | None, tuple | None]:
         """Runs ``layers`` on ``(B, L, H)``; returns ``(hidden, all hidden states, self probs, cross probs)``.
 
-        ``encoder_kv_index`` ``(B,)``: see :meth:`MedModel.forward`."""
+        ``encoder_kv_index`` ``(B,)``, ``encoder_key_values`` (one entry per layer): see :meth:`MedModel.forward`."""
         all_hidden = (hidden_states,) if output_hidden_states else None
         self_probs: tuple | None = () if output_attentions else None
         cross_probs: tuple | None = () if output_attentions else None
@@ -488,6 +492,7 @@ class MedEncoder(nn.Module):
                 run_cross_attention=run_cross_attention,
                 output_attentions=output_attentions,
                 encoder_kv_index=encoder_kv_index,
+                encoder_key_value=None if encoder_key_values is None else encoder_key_values[i],
             )
             if output_hidden_states:
                 all_hidden += (hidden_states,)
@@ -554,6 +559,7 @@ class MedModel(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         encoder_kv_index: torch.Tensor | None = None,
+        encoder_key_values: Sequence[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         """Runs the layers of ``mode`` on text tokens (``input_ids``/``inputs_embeds``) or ``encoder_embeds``.
 
@@ -587,6 +593,9 @@ class MedModel(nn.Module):
                 into keys/values once and gathers them per row (ITM re-ranking: many pairs share an image). The
                 result equals passing ``encoder_hidden_states[encoder_kv_index]``; ``encoder_attention_mask`` stays
                 per row. Needs cross-attention modules accepting ``encoder_kv_index`` (the default one does).
+            encoder_key_values: the cross-attention keys/values of ``encoder_hidden_states`` per layer, from
+                :meth:`project_encoder_states` (``None`` entries for layers without cross-attention): forwards over
+                the same states (e.g. ITM on groups of texts against the same images) then project them once.
 
         Returns:
             ``BaseModelOutputWithPastAndCrossAttentions`` with ``last_hidden_state (B, L, H)``, ``cache`` (or
@@ -658,6 +667,7 @@ class MedModel(nn.Module):
                 group_by_state(encoder_kv_index, encoder_hidden_states.shape[0])  # type: ignore[union-attr]
                 if run_cross and encoder_kv_index is not None else None
             ),
+            encoder_key_values=encoder_key_values if run_cross else None,
         )
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
@@ -666,6 +676,15 @@ class MedModel(nn.Module):
             attentions=self_probs,
             cross_attentions=cross_probs,
         )
+
+    def project_encoder_states(self, states: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Cross-attention keys/values ``(U, heads, Lk, head_dim)`` of ``states (U, Lk, encoder_width)`` for every
+        layer (``None`` for layers without the default cross-attention), for ``forward(encoder_key_values=...)``."""
+        return [
+            layer.crossattention.project_key_value(states) if isinstance(layer.crossattention, MedCrossAttention)
+            else None
+            for layer in self.encoder.layer
+        ]
 
     @staticmethod
     def _check_encoder_states(states: EncoderStates | None, batch_size: int, mode: str) -> None:

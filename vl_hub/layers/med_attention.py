@@ -61,11 +61,14 @@ class EncoderKVIndex(NamedTuple):
         index: ``(B,)`` state of each row.
         dest: ``(B,)`` slot of each row in the ``(U * group_size)`` grouped layout: ``state * group_size + rank``.
         group_size: the most rows any state has, ``G``; ``0`` when grouping would waste too much (use a gather).
+        states: ``(S,)`` the states that have rows, in order, when some of the ``U`` have none (groups are made for
+            those ``S`` only: ``dest`` then counts in ``S`` groups); ``None`` when every state has rows.
     """
 
     index: torch.Tensor
     dest: torch.Tensor
     group_size: int
+    states: torch.Tensor | None = None
 
 
 def group_by_state(index: torch.Tensor, num_states: int, max_waste: float = 2.0) -> EncoderKVIndex:
@@ -75,15 +78,21 @@ def group_by_state(index: torch.Tensor, num_states: int, max_waste: float = 2.0)
     One device sync (the largest group) per call."""
     counts = torch.bincount(index, minlength=num_states)
     group_size = int(counts.max()) if index.numel() else 0
-    if group_size == 0 or num_states * group_size > max_waste * index.numel():
+    present = counts.nonzero().flatten() if group_size else counts.new_empty(0)
+    states = None if present.numel() == num_states else present
+    if group_size == 0 or present.numel() * group_size > max_waste * index.numel():
         return EncoderKVIndex(index, index, 0)
-    order = torch.argsort(index, stable=True)
-    sorted_state = index[order]
+    local = index
+    if states is not None:  # number the states that have rows 0..S-1
+        local = (torch.cumsum(counts > 0, 0) - 1)[index]
+        counts = counts[states]
+    order = torch.argsort(local, stable=True)
+    sorted_state = local[order]
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.arange(index.numel(), device=index.device) - starts[sorted_state]
     dest = torch.empty_like(index)
     dest[order] = sorted_state * group_size + rank
-    return EncoderKVIndex(index, dest, group_size)
+    return EncoderKVIndex(index, dest, group_size, states)
 
 
 def _to_groups(x: torch.Tensor, grouping: EncoderKVIndex, num_states: int) -> torch.Tensor:
@@ -306,6 +315,11 @@ class MedCrossAttention(_AttentionBlock):
         )
         self.output = MedResidualOutput(hidden_size, hidden_size, layer_norm_eps, hidden_dropout)
 
+    def project_key_value(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values ``(U, heads, Lk, head_dim)`` of encoder states ``(U, Lk, encoder_width)``, for
+        ``forward(..., encoder_key_value=...)``."""
+        return self.self.project_key_value(states)
+
     def _select(self, states: EncoderStates, mask: EncoderMask) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(states, (list, tuple)):
             index = (self.layer_idx - self.first_layer) % len(states)
@@ -335,6 +349,7 @@ class MedCrossAttention(_AttentionBlock):
         cache: Cache | None = None,
         output_attentions: bool = False,
         encoder_kv_index: torch.Tensor | EncoderKVIndex | None = None,
+        encoder_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Cross-attention with the keys/values of the encoder states computed once per cache.
 
@@ -352,6 +367,9 @@ class MedCrossAttention(_AttentionBlock):
                 ``B`` pairs sharing few images pay ``U`` projections instead of ``B``. The mask stays per row
                 ``(B, ...)``. :class:`~vl_hub.layers.med.MedModel` passes an :class:`EncoderKVIndex` built once per
                 forward: rows of one state then share one attention call (their queries stacked, no gathered copy).
+            encoder_key_value: this layer's keys and values of ``encoder_hidden_states``, ``(U|B, heads, Lk,
+                head_dim)`` each, projected beforehand (:meth:`project_key_value`; several forwards over the same
+                images share one projection); used instead of projecting and instead of the cache.
 
         Returns:
             ``(hidden_states (B, Lq, H), probabilities or None)``.
@@ -367,7 +385,14 @@ class MedCrossAttention(_AttentionBlock):
             grouping = encoder_kv_index
         query = self.self.project_query(hidden_states)
         cross_cache = cache if isinstance(cache, EncoderDecoderCache) else None
-        if cross_cache is not None and cross_cache.is_updated.get(self.layer_idx, False):
+        if encoder_key_value is not None:
+            key, value = encoder_key_value
+            if key.shape[0] != states.shape[0] or key.shape[2] != states.shape[1]:
+                raise ValueError(
+                    f"encoder_key_value holds keys {tuple(key.shape)} but the encoder states are "
+                    f"{tuple(states.shape)}; project the same states (project_key_value)"
+                )
+        elif cross_cache is not None and cross_cache.is_updated.get(self.layer_idx, False):
             cached = cross_cache.cross_attention_cache.layers[self.layer_idx]
             key, value = cached.keys, cached.values
         else:
@@ -377,6 +402,8 @@ class MedCrossAttention(_AttentionBlock):
                 cross_cache.is_updated[self.layer_idx] = True
         if grouping is not None and grouping.group_size and not output_attentions:
             # softmax is per query row, so the rows of one state can attend its keys/values as one long query
+            if grouping.states is not None:  # only the states that have rows get a group
+                key, value = key.index_select(0, grouping.states), value.index_select(0, grouping.states)
             num_states, lq = key.shape[0], query.shape[2]
             group_mask = None
             if mask is not None:

@@ -282,18 +282,24 @@ class RetrievalTask(Task):
                 desc=f"{self.name}: ITM pairs (at most)", disable=not progress, dynamic_ncols=True,
             )
 
-            shared_kv = "image_index" in inspect.signature(model.itm_match_logits).parameters
+            shared_kv = "image_key_values" in inspect.signature(model.itm_match_logits).parameters
 
-            def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+            def prepare(unique: torch.Tensor) -> tuple[torch.Tensor, list | None]:
                 images = image_embeds[unique.to(image_embeds.device)].to(device)
+                # each distinct image's cross-attention keys/values projected once per call (BLIP)
+                return images, model.text_encoder.project_encoder_states(images) if shared_kv else None
+
+            def pair_logits(images: tuple, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
                 ids, mask = input_ids[text_index, :length], attention_mask[text_index, :length]
                 bar.update(text_index.numel())
-                if shared_kv:  # each distinct image's cross-attention keys/values projected once per call
-                    return model.itm_match_logits(images, ids, mask, image_index=slot.to(device))
-                return model.itm_match_logits(images[slot.to(device)], ids, mask)
+                if shared_kv:
+                    return model.itm_match_logits(images[0], ids, mask, image_index=slot.to(device),
+                                                  image_key_values=images[1])
+                return model.itm_match_logits(images[0][slot.to(device)], ids, mask)
 
             local = rerank_top_k(
-                sim, length_bucketed_scorer(pair_logits, attention_mask), k, self.options["pairs_per_call"],
+                sim, length_bucketed_scorer(pair_logits, attention_mask, prepare=prepare), k,
+                self.options["pairs_per_call"],
                 image_queries=image_queries, text_queries=text_queries,
             )
             bar.close()

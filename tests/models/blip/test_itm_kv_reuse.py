@@ -54,10 +54,11 @@ def test_score_pairs_equals_brute_force_and_projects_unique_images_only(model: B
     hook = key.register_forward_hook(lambda mod, args, out: projected.append(args[0].shape[0]))
     original = model.itm_match_logits
 
-    def counting(images: torch.Tensor, *args: object, image_index: torch.Tensor | None = None) -> torch.Tensor:
-        assert image_index is not None
-        calls.append(int(torch.unique(image_index).numel()))
-        return original(images, *args, image_index=image_index)
+    def counting(images: torch.Tensor, *args: object, image_index: torch.Tensor | None = None,
+                 image_key_values: list | None = None) -> torch.Tensor:
+        assert image_index is not None and image_key_values is not None
+        calls.append(images.shape[0])
+        return original(images, *args, image_index=image_index, image_key_values=image_key_values)
 
     model.itm_match_logits = counting  # type: ignore[method-assign]
     try:
@@ -65,7 +66,8 @@ def test_score_pairs_equals_brute_force_and_projects_unique_images_only(model: B
     finally:
         del model.itm_match_logits
         hook.remove()
-    assert projected == calls and len(calls) > 1  # one projection of the call's unique images per call
+    # one projection of a call's distinct images, shared by the call's length groups (several forwards)
+    assert len(calls) > len(projected) > 1
     assert sum(projected) < 2 * (n + m) * k  # fewer than one projection per pair
     with torch.no_grad():
         rows = torch.arange(n).repeat_interleave(m)

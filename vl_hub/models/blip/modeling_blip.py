@@ -496,14 +496,18 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         image_index: torch.Tensor | None = None,
+        image_key_values: list | None = None,
     ) -> torch.Tensor:
         """ITM "match" logits ``(B,)`` of pairs ``(image_embeds[b] (Lv, D), input_ids[b] (L,))``.
 
         With ``image_index (B,)``, ``image_embeds`` holds ``U`` unique images ``(U, Lv, D)`` and pair ``b`` is
         ``(image_embeds[image_index[b]], input_ids[b])``: the cross-attention keys/values of each image are projected
         once and gathered per pair (same logits as passing ``image_embeds[image_index]``, far less work when pairs
-        share images).
+        share images). ``image_key_values``: those keys/values already projected
+        (``text_encoder.project_encoder_states(image_embeds)``), for several calls over the same images.
         """
+        if image_key_values is not None and image_index is None:
+            raise ValueError("image_key_values needs image_index (the unique image each pair attends)")
         if image_index is None:
             states = self.encode_multimodal(image_embeds, input_ids, attention_mask)
         else:
@@ -513,6 +517,7 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
                 attention_mask=_ones_mask(input_ids, attention_mask),
                 encoder_hidden_states=image_embeds,
                 encoder_kv_index=image_index,
+                encoder_key_values=image_key_values,
                 mode="multimodal",
             ).last_hidden_state
         return self.itm_head(states[:, 0])[:, 1]
@@ -555,14 +560,17 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
         attention_mask = _ones_mask(input_ids, attention_mask)
         sim = itc_similarity(image_feat.to(device), text_feat.to(device))
 
-        def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
-            # the pairs of a call come image by image: move and project each distinct image once, gather per pair
+        def prepare(unique: torch.Tensor) -> tuple[torch.Tensor, list]:
+            # the pairs of a call come image by image: move and project each distinct image once per call
             images = image_embeds[unique.to(image_embeds.device)].to(device)
+            return images, self.text_encoder.project_encoder_states(images)
+
+        def pair_logits(images: tuple, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
             rows = text_index.to(input_ids.device)
             ids, mask = input_ids[rows, :length].to(device), attention_mask[rows, :length].to(device)
-            return self.itm_match_logits(images, ids, mask, image_index=slot.to(device))
+            return self.itm_match_logits(images[0], ids, mask, image_index=slot.to(device), image_key_values=images[1])
 
-        scorer = length_bucketed_scorer(pair_logits, attention_mask)
+        scorer = length_bucketed_scorer(pair_logits, attention_mask, prepare=prepare)
         return rerank_top_k(sim, scorer, k_test or self.config.k_test, pairs_per_call, reuse_itm)
 
     @torch.no_grad()
