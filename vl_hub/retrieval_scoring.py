@@ -240,7 +240,7 @@ indices of the call's distinct images in the whole set)."""
 def length_bucketed_scorer(
     pair_logits: PairLogitsFn,
     attention_mask: torch.Tensor | None,
-    buckets: int = 8,
+    buckets: int = 4,
     prepare: Callable[[torch.Tensor], Any] | None = None,
 ) -> ItmScoreFn:
     """An :data:`ItmScoreFn` that prepares the distinct images of each call once and cuts text padding.
