@@ -422,3 +422,22 @@ def test_missing_prompt_ids_raise_with_the_fix() -> None:
     assert_raises_clear(lambda: model.generate(images(1)), ValueError, "prompt_input_ids", "caption_prompt_ids")
     empty = BlipForConditionalGeneration(tiny_blip_config(prompt=""))
     assert empty.prompt_ids == [DEC] and empty.prompt_length == 1
+
+
+def test_captioner_from_a_folder_without_decoder_weights_has_no_meta_tensors(tmp_path: Path) -> None:
+    """transformers 5 leaves a tied pair on the meta device when the checkpoint holds neither member (a captioner
+    loaded from a BlipModel folder); vl_hub gives them storage, initialises and re-ties them."""
+    from vl_hub.models.blip.modeling_blip import BlipModel
+
+    torch.manual_seed(0)
+    BlipModel(tiny_blip_config(prompt_input_ids=[DEC, 16, 74, 19])).save_pretrained(tmp_path)
+    model = BlipForConditionalGeneration.from_pretrained(tmp_path)
+    assert [n for n, t in model.state_dict().items() if t.device.type == "meta"] == []
+    decoder = model.text_decoder
+    embeddings = decoder.bert.embeddings.word_embeddings.weight
+    assert decoder.cls.predictions.decoder.weight is embeddings
+    assert decoder.cls.predictions.decoder.bias is decoder.cls.predictions.bias
+    assert 0.01 < float(embeddings.std()) < 0.03 and torch.all(embeddings[PAD] == 0)
+    assert torch.all(decoder.cls.predictions.bias == 0)
+    ids = model.generate(images(1), num_beams=1, max_length=8, min_length=8)
+    assert ids.shape == (1, 8)
