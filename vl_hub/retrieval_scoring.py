@@ -230,9 +230,10 @@ def brute_force_scores(itm_all: torch.Tensor, sim: torch.Tensor, k_test: int) ->
     return RetrievalScores(score_i2t=score_i2t, score_t2i=score_t2i, sim=sim)
 
 
-PairLogitsFn = Callable[[Any, torch.Tensor, torch.Tensor, int], torch.Tensor]
+PairLogitsFn = Callable[[Any, torch.Tensor, torch.Tensor, "int | None"], torch.Tensor]
 """``pair_logits(images, image_slot (P,), text_index (P,), length) -> (P,)``: the ITM "match" logit of pair ``p`` =
-(image ``image_slot[p]`` of the call's distinct images, text ``text_index[p]`` cut to its first ``length`` tokens).
+(image ``image_slot[p]`` of the call's distinct images, text ``text_index[p]`` cut to its first ``length`` tokens;
+``None``: uncut, so ``ids[rows, :length]`` works either way).
 ``images`` is what ``prepare(unique_images (U,))`` returned for the call (by default ``unique_images`` itself: the
 indices of the call's distinct images in the whole set)."""
 
@@ -258,13 +259,12 @@ def length_bucketed_scorer(
         prepare: ``prepare(unique (U,)) -> images`` once per call, shared by its groups (e.g. move the distinct
             images to the device and project their cross-attention keys/values once).
     """
-    if attention_mask is None:
-        lengths, full = None, 0
-    else:
+    lengths = None
+    if attention_mask is not None:
         lengths = attention_mask.sum(dim=1)
-        full = attention_mask.shape[1]
         right_padded = torch.equal(
-            attention_mask.bool(), torch.arange(full, device=attention_mask.device)[None, :] < lengths[:, None]
+            attention_mask.bool(),
+            torch.arange(attention_mask.shape[1], device=attention_mask.device)[None, :] < lengths[:, None],
         )
         if not right_padded:
             lengths = None
@@ -273,7 +273,7 @@ def length_bucketed_scorer(
         unique, slot = torch.unique(image_index, return_inverse=True)
         images = unique if prepare is None else prepare(unique)
         if lengths is None:
-            return pair_logits(images, slot, text_index, full)
+            return pair_logits(images, slot, text_index, None)
         pair_lengths = lengths[text_index.to(lengths.device)].to(text_index.device)
         order = pair_lengths.argsort(stable=True)
         out: torch.Tensor | None = None

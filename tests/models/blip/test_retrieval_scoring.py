@@ -169,7 +169,10 @@ def test_length_bucketed_scorer_cuts_right_padding_only() -> None:
     seen.clear()
     left = mask.flip(1)  # left padding: nothing is cut
     length_bucketed_scorer(pair_logits, left, buckets=2)(image_index, text_index)
-    assert [length for _, length, _ in seen] == [9]
+    assert [length for _, length, _ in seen] == [None]
+    seen.clear()
+    length_bucketed_scorer(pair_logits, None)(image_index, text_index)  # no mask: nothing is cut
+    assert [length for _, length, _ in seen] == [None]
 
 
 def test_blip_score_pairs_with_varied_lengths_equals_brute_force() -> None:
