@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 30_000
+TIMEOUT_MS = 120_000  # generous: the first dataset-browser request imports the builder (slow on a busy 2-core box)
 
 
 def _unavailable(message: str) -> None:
