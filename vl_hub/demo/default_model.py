@@ -138,11 +138,8 @@ def build_untrained_blip(folder: str | os.PathLike[str], seed: int = 0) -> Path:
     from vl_hub.models.blip.configuration_blip import BlipConfig
     from vl_hub.models.blip.image_processing_blip import VlHubBlipImageProcessor
     from vl_hub.models.blip.modeling_blip import BlipForImageTextRetrieval
-    from vl_hub.models.blip.modeling_blip_generation import (
-        BlipForConditionalGeneration,
-        BlipForQuestionAnswering,
-        caption_prompt_ids,
-    )
+    from vl_hub.models.blip.modeling_blip_generation import BlipForConditionalGeneration, caption_prompt_ids
+    from vl_hub.models.blip.modeling_blip_vqa import BlipForQuestionAnswering
     from vl_hub.models.blip.processing_blip import VlHubBlipProcessor, build_blip_tokenizer
 
     folder = Path(folder)

@@ -37,12 +37,11 @@ from vl_hub.models.albef.modeling_albef import (
     _distill_weight,
     check_images,
 )
-from vl_hub.models.blip.modeling_blip_generation import (
+from vl_hub.models.blip.generation_utils import _default_generation_config, _generate
+from vl_hub.models.blip.modeling_blip_vqa import (
     AnswerRankingOutput,
     BlipForQuestionAnswering,
     VisualQuestionAnsweringOutput,
-    _default_generation_config,
-    _generate,
 )
 
 __all__ = ["AUTO_CLASSES", "AlbefForQuestionAnswering", "AnswerRankingOutput", "VisualQuestionAnsweringOutput"]

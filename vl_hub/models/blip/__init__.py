@@ -16,7 +16,13 @@ from vl_hub.models.blip.configuration_blip import BlipConfig, BlipTextConfig, Bl
 MODEL_TYPE = "vlhub_blip"
 
 # Modules defining heads; each declares AUTO_CLASSES = {"BlipModel": ("AutoModel",), ...}.
-_HEAD_MODULES = ("modeling_blip", "modeling_blip_generation", "modeling_blip_nlvr", "modeling_blip_pretrain")
+_HEAD_MODULES = (
+    "modeling_blip",
+    "modeling_blip_generation",
+    "modeling_blip_vqa",
+    "modeling_blip_nlvr",
+    "modeling_blip_pretrain",
+)
 
 
 def _head_modules() -> list[object]:
