@@ -46,6 +46,7 @@ from vl_hub.layers.med_attention import (
     MedResidualOutput,
     MedSelfAttention,
     check_encoder_kv_index,
+    first_query_rows,
     group_by_state,
 )
 
@@ -220,6 +221,10 @@ output_attentions=output_attentions) -> (hidden_states, probabilities | None)`` 
   a ``(B, 1, 1|Lq, Lk)`` tensor, or a list matching a list of states);
 * ``cache``: the forward's cache (an ``EncoderDecoderCache`` whenever cross-attention runs with caching), or ``None``;
 * ``output_attentions``: return the probabilities (any shape; collected into ``cross_attentions``).
+
+With ``MedModel.forward(last_layer_positions=n)`` the last layer run calls its module with ``hidden_states (B, n, H)``
+and the masks' query rows cut to ``n``; the default module supports it (a custom one must not assume ``Lq`` equals the
+text length).
 
 A module with an ``attn_implementation`` attribute follows :meth:`MedModel.set_attn_implementation`.
 """
@@ -428,15 +433,22 @@ class MedLayer(GradientCheckpointingLayer):
         output_attentions: bool = False,
         encoder_kv_index: torch.Tensor | None = None,
         encoder_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
+        num_queries: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """``(B, L, H)`` -> ``(hidden_states (B, L, H), self-attention probs | None, cross-attention probs | None)``.
+        """``(B, L, H)`` -> ``(hidden_states (B, Lq, H), self-attention probs | None, cross-attention probs | None)``.
 
         Masks are the prepared additive ones (:func:`build_self_attention_mask`, :func:`build_cross_attention_mask`).
         Cross-attention runs when ``run_cross_attention`` and the layer has one. ``encoder_kv_index`` ``(B,)``: see
         :meth:`MedModel.forward` (only passed on to the cross-attention module when given, so custom modules without
         that argument keep working); so is ``encoder_key_value``, this layer's precomputed keys/values.
+        ``num_queries``: ``Lq``, run the layer for the first ``Lq`` tokens only (self-attention keys/values still
+        from all ``L``; cross-attention and feed-forward on ``Lq`` rows); ``None``: ``Lq = L``.
         """
-        hidden_states, self_probs = self.attention(hidden_states, attention_mask, cache, output_attentions)
+        hidden_states, self_probs = self.attention(
+            hidden_states, attention_mask, cache, output_attentions, num_queries=num_queries
+        )
+        if num_queries is not None:
+            encoder_attention_mask = first_query_rows(encoder_attention_mask, num_queries)
         cross_probs = None
         if run_cross_attention and self.crossattention is not None:
             extra = {} if encoder_kv_index is None else {"encoder_kv_index": encoder_kv_index}
@@ -474,13 +486,18 @@ class MedEncoder(nn.Module):
         output_hidden_states: bool = False,
         encoder_kv_index: torch.Tensor | None = None,
         encoder_key_values: Sequence[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
+        last_layer_positions: int | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple | None, tuple | None]:
         """Runs ``layers`` on ``(B, L, H)``; returns ``(hidden, all hidden states, self probs, cross probs)``.
 
-        ``encoder_kv_index`` ``(B,)``, ``encoder_key_values`` (one entry per layer): see :meth:`MedModel.forward`."""
+        ``encoder_kv_index`` ``(B,)``, ``encoder_key_values`` (one entry per layer), ``last_layer_positions`` ``n``
+        (the last layer computes the first ``n`` positions only; ``hidden`` is then ``(B, n, H)``): see
+        :meth:`MedModel.forward`."""
         all_hidden = (hidden_states,) if output_hidden_states else None
         self_probs: tuple | None = () if output_attentions else None
         cross_probs: tuple | None = () if output_attentions else None
+        if last_layer_positions is not None and not len(layers):
+            hidden_states = hidden_states[:, :last_layer_positions]
         for i in layers:
             # hidden states and encoder states go positionally so gradient checkpointing propagates their gradients
             hidden_states, layer_self, layer_cross = self.layer[i](
@@ -493,6 +510,7 @@ class MedEncoder(nn.Module):
                 output_attentions=output_attentions,
                 encoder_kv_index=encoder_kv_index,
                 encoder_key_value=None if encoder_key_values is None else encoder_key_values[i],
+                num_queries=last_layer_positions if i == layers[-1] else None,
             )
             if output_hidden_states:
                 all_hidden += (hidden_states,)
@@ -560,6 +578,7 @@ class MedModel(nn.Module):
         output_hidden_states: bool = False,
         encoder_kv_index: torch.Tensor | None = None,
         encoder_key_values: Sequence[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
+        last_layer_positions: int | None = None,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         """Runs the layers of ``mode`` on text tokens (``input_ids``/``inputs_embeds``) or ``encoder_embeds``.
 
@@ -596,11 +615,18 @@ class MedModel(nn.Module):
             encoder_key_values: the cross-attention keys/values of ``encoder_hidden_states`` per layer, from
                 :meth:`project_encoder_states` (``None`` entries for layers without cross-attention): forwards over
                 the same states (e.g. ITM on groups of texts against the same images) then project them once.
+            last_layer_positions: ``n`` in ``[1, L]``, or ``None``. The last layer run computes the first ``n``
+                positions only (its queries, attention outputs, cross-attention and feed-forward; the keys/values of
+                its self-attention still come from every position), so ``last_hidden_state`` is ``(B, n, H)`` and
+                equals the full forward's ``[:, :n]``. For callers that read ``[CLS]``/``[ENC]`` only (ITM:
+                ``n = 1``), it saves nearly all of the last layer. Not combinable with a cache,
+                ``output_attentions`` or ``output_hidden_states``.
 
         Returns:
-            ``BaseModelOutputWithPastAndCrossAttentions`` with ``last_hidden_state (B, L, H)``, ``cache`` (or
-            ``None``), ``hidden_states``, ``attentions`` (one ``(B, heads, L, P+L)`` per layer run) and
-            ``cross_attentions`` (one per layer run; ``None`` for layers without cross-attention).
+            ``BaseModelOutputWithPastAndCrossAttentions`` with ``last_hidden_state (B, L, H)`` (``(B, n, H)`` with
+            ``last_layer_positions``), ``cache`` (or ``None``), ``hidden_states``, ``attentions`` (one
+            ``(B, heads, L, P+L)`` per layer run) and ``cross_attentions`` (one per layer run; ``None`` for layers
+            without cross-attention).
         """
         given = [name for name, x in (("input_ids", input_ids), ("inputs_embeds", inputs_embeds),
                                        ("encoder_embeds", encoder_embeds)) if x is not None]
@@ -629,6 +655,10 @@ class MedModel(nn.Module):
 
         if use_cache is None:
             use_cache = cache is not None
+        if last_layer_positions is not None:
+            self._check_last_layer_positions(
+                last_layer_positions, length, use_cache, output_attentions, output_hidden_states
+            )
         if not use_cache:
             cache = None
         elif cache is None:
@@ -668,6 +698,7 @@ class MedModel(nn.Module):
                 if run_cross and encoder_kv_index is not None else None
             ),
             encoder_key_values=encoder_key_values if run_cross else None,
+            last_layer_positions=last_layer_positions,
         )
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
@@ -685,6 +716,24 @@ class MedModel(nn.Module):
             else None
             for layer in self.encoder.layer
         ]
+
+    @staticmethod
+    def _check_last_layer_positions(
+        positions: int, length: int, use_cache: bool, output_attentions: bool, output_hidden_states: bool
+    ) -> None:
+        if isinstance(positions, bool) or not isinstance(positions, int) or not 1 <= positions <= length:
+            raise ValueError(
+                f"last_layer_positions must be an int in [1, text length={length}] (the leading positions the last "
+                f"layer computes, 1 for [CLS]/[ENC] only), got {positions!r}; pass None for every position"
+            )
+        clashing = [name for name, on in (("use_cache/cache", use_cache), ("output_attentions", output_attentions),
+                                          ("output_hidden_states", output_hidden_states)) if on]
+        if clashing:
+            raise ValueError(
+                f"last_layer_positions={positions} cannot be combined with {', '.join(clashing)}: the last layer then "
+                "computes only the first positions; drop last_layer_positions to get every position's states, "
+                "caches and attentions"
+            )
 
     @staticmethod
     def _check_encoder_states(states: EncoderStates | None, batch_size: int, mode: str) -> None:

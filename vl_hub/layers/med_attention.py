@@ -95,6 +95,16 @@ def group_by_state(index: torch.Tensor, num_states: int, max_waste: float = 2.0)
     return EncoderKVIndex(index, dest, group_size, states)
 
 
+def first_query_rows(mask: EncoderMask, num_queries: int) -> EncoderMask:
+    """The rows of the first ``num_queries`` queries of prepared additive mask(s) ``(B|1, 1, 1|Lq, Lk)`` (a list is
+    sliced element by element; a mask with one row already serves every query and stays as it is)."""
+    if mask is None:
+        return None
+    if isinstance(mask, (list, tuple)):
+        return [first_query_rows(m, num_queries) for m in mask]  # type: ignore[misc]
+    return mask[:, :, :num_queries]
+
+
 def _to_groups(x: torch.Tensor, grouping: EncoderKVIndex, num_states: int) -> torch.Tensor:
     """``(B, h, Lq, d)`` -> ``(U, h, G * Lq, d)`` (empty slots are zeros)."""
     b, h, lq, d = x.shape
@@ -258,6 +268,7 @@ class MedSelfAttention(_AttentionBlock):
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         output_attentions: bool = False,
+        num_queries: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention over the cached and the new tokens.
 
@@ -265,18 +276,24 @@ class MedSelfAttention(_AttentionBlock):
             hidden_states: ``(B, L, H)`` new tokens.
             attention_mask: additive ``(B|1, 1, 1|L, P+L)`` mask (0 keeps, -10000 drops), or ``None``.
             cache: appended with this step's keys/values under ``layer_idx`` (``P`` = cached length).
-            output_attentions: also return the probabilities ``(B, heads, L, P+L)``.
+            output_attentions: also return the probabilities ``(B, heads, Lq, P+L)``.
+            num_queries: ``Lq``, compute outputs for the first ``Lq`` tokens only (queries, attention and residual
+                of those rows; keys/values still from all ``L``): the last layer of a forward whose caller reads
+                position 0 only (ITM). ``None``: every token, ``Lq = L``.
 
         Returns:
-            ``(hidden_states (B, L, H), probabilities or None)``.
+            ``(hidden_states (B, Lq, H), probabilities or None)``.
         """
-        query = self.self.project_query(hidden_states)
+        queries = hidden_states if num_queries is None else hidden_states[:, :num_queries]
+        query = self.self.project_query(queries)
         key, value = self.self.project_key_value(hidden_states)
         if cache is not None:
             self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
             key, value = self_cache.update(key, value, self.layer_idx)
+        if num_queries is not None:
+            attention_mask = first_query_rows(attention_mask, num_queries)  # type: ignore[assignment]
         context, probs = self.self.attend(query, key, value, attention_mask, output_attentions)
-        return self.output(context, hidden_states), probs
+        return self.output(context, queries), probs
 
 
 class MedCrossAttention(_AttentionBlock):

@@ -226,6 +226,29 @@ def test_itm_runs_every_layer_and_equals_fusion_on_text_states() -> None:
     torch.testing.assert_close(from_states, itm[:, 1], atol=1e-5, rtol=0)
 
 
+def test_itm_match_logits_compute_the_last_layer_for_cls_only() -> None:
+    """Only [CLS] is read: the last fusion layer's feed-forward sees one position per pair on both text paths."""
+    model = tiny_model(AlbefForImageTextRetrieval)
+    inputs = make_inputs(batch_size=3, seed=5)
+    rows: list[int] = []
+    last = model.text_encoder.encoder.layer[-1].intermediate
+    hook = last.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            image_embeds, _ = model.encode_images(inputs["pixel_values"])
+            text_embeds, _ = model.encode_texts(inputs["input_ids"], inputs["attention_mask"])
+            states = model.encode_multimodal(image_embeds, inputs["input_ids"], inputs["attention_mask"])
+            expected = model.itm_head(states[:, 0])[:, 1]
+            from_ids = model.itm_match_logits(image_embeds, inputs["input_ids"], inputs["attention_mask"])
+            from_states = model.itm_match_logits(image_embeds, attention_mask=inputs["attention_mask"],
+                                                 text_embeds=text_embeds)
+    finally:
+        hook.remove()
+    assert rows == [7, 1, 1]
+    torch.testing.assert_close(from_ids, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(from_states, expected, atol=1e-6, rtol=0)
+
+
 def _per_query_reference(model, pixel_values, input_ids, attention_mask, k):
     """LAVIS compute_sim_matrix's loops: one ITM forward of k pairs per query."""
     with torch.no_grad():

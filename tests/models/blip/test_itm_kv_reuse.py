@@ -75,3 +75,25 @@ def test_score_pairs_equals_brute_force_and_projects_unique_images_only(model: B
     ref = brute_force_scores(itm_all, itc_similarity(image_feat, text_feat), k)
     torch.testing.assert_close(out.score_i2t, ref.score_i2t, atol=1e-5, rtol=0)
     torch.testing.assert_close(out.score_t2i, ref.score_t2i, atol=1e-5, rtol=0)
+
+
+def test_itm_logits_compute_the_last_layer_for_enc_only(model: BlipForImageTextRetrieval) -> None:
+    """Only [ENC] is read: the last layer's feed-forward sees one position per pair, logits as the full states'."""
+    g = torch.Generator().manual_seed(4)
+    images = torch.randn(3, 17, 64, generator=g)
+    ids, mask = texts(7, 4)
+    index = torch.tensor([0, 2, 2, 1, 0, 2, 1])
+    rows: list[int] = []
+    last = model.text_encoder.encoder.layer[-1].intermediate
+    hook = last.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            expected = model.itm_head(model.encode_multimodal(images[index], ids, mask)[:, 0])[:, 1]
+            assert rows == [10]
+            plain = model.itm_match_logits(images[index], ids, mask)
+            indexed = model.itm_match_logits(images, ids, mask, image_index=index)
+    finally:
+        hook.remove()
+    assert rows == [10, 1, 1]
+    torch.testing.assert_close(plain, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(indexed, expected, atol=1e-5, rtol=0)

@@ -175,10 +175,17 @@ class _AlbefEncodersMixin:
         return states, F.normalize(self.text_proj(states[:, 0]), dim=-1)
 
     def fuse(
-        self, text_embeds: torch.Tensor, attention_mask: torch.Tensor | None, image_embeds: torch.Tensor
+        self,
+        text_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        image_embeds: torch.Tensor,
+        *,
+        last_layer_positions: int | None = None,
     ) -> torch.Tensor:
         """The fusion layers ``[fusion_layer, N)`` on text states ``(B, L, H)`` (from :meth:`encode_texts`),
-        cross-attending every token of ``image_embeds (B, Lv, D)`` -> multimodal states ``(B, L, H)``."""
+        cross-attending every token of ``image_embeds (B, Lv, D)`` -> multimodal states ``(B, L, H)``
+        (``(B, n, H)``, the first ``n`` positions only, with ``last_layer_positions=n``; see
+        :meth:`~vl_hub.layers.med.MedModel.forward`)."""
         if text_embeds.shape[0] != image_embeds.shape[0]:
             raise ValueError(
                 f"batch sizes differ: {image_embeds.shape[0]} images but {text_embeds.shape[0]} texts; pass one text "
@@ -186,20 +193,28 @@ class _AlbefEncodersMixin:
             )
         mask = attention_mask if attention_mask is not None else torch.ones(text_embeds.shape[:2], dtype=torch.long, device=text_embeds.device)
         return self.text_transformer(
-            encoder_embeds=text_embeds, attention_mask=mask, encoder_hidden_states=image_embeds, mode="fusion"
+            encoder_embeds=text_embeds, attention_mask=mask, encoder_hidden_states=image_embeds, mode="fusion",
+            last_layer_positions=last_layer_positions,
         ).last_hidden_state
 
     def encode_multimodal(
-        self, image_embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        last_layer_positions: int | None = None,
     ) -> torch.Tensor:
         """Image-grounded text states ``(B, L, H)``: ``input_ids (B, L)`` through every layer (text layers, then the
-        fusion layers cross-attending ``image_embeds (B, Lv, D)``)."""
+        fusion layers cross-attending ``image_embeds (B, Lv, D)``). ``last_layer_positions=n``: the first ``n``
+        positions only, ``(B, n, H)`` (see :meth:`~vl_hub.layers.med.MedModel.forward`)."""
         check_text(input_ids, attention_mask, self.config.text_config, batch_size=image_embeds.shape[0])
         return self.text_transformer(
             input_ids=input_ids,
             attention_mask=_ones_mask(input_ids, attention_mask),
             encoder_hidden_states=image_embeds,
             mode="multimodal",
+            last_layer_positions=last_layer_positions,
         ).last_hidden_state
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -498,12 +513,13 @@ class AlbefForImageTextRetrieval(MomentumMixin, _AlbefEncodersMixin, AlbefPreTra
 
         The text is ``input_ids (B, L)`` (run through every layer, as LAVIS's ``compute_sim_matrix``) or its
         precomputed text-layer states ``text_embeds (B, L, H)`` from :meth:`encode_texts` (then only the fusion layers
-        run: the same numbers, for half the text layers' cost).
+        run: the same numbers, for half the text layers' cost). Only ``[CLS]`` is read, so the last layer computes
+        position 0 only (``last_layer_positions=1``).
         """
         if text_embeds is not None:
-            states = self.fuse(text_embeds, attention_mask, image_embeds)
+            states = self.fuse(text_embeds, attention_mask, image_embeds, last_layer_positions=1)
         elif input_ids is not None:
-            states = self.encode_multimodal(image_embeds, input_ids, attention_mask)
+            states = self.encode_multimodal(image_embeds, input_ids, attention_mask, last_layer_positions=1)
         else:
             raise ValueError("itm_match_logits needs input_ids (B, L) or text_embeds (B, L, H)")
         return self.itm_head(states[:, 0])[:, 1]

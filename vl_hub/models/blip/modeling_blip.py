@@ -133,16 +133,24 @@ class _BlipContrastiveMixin:
         return states, F.normalize(self.text_proj(states[:, 0]), dim=-1)
 
     def encode_multimodal(
-        self, image_embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        last_layer_positions: int | None = None,
     ) -> torch.Tensor:
         """Image-grounded text states ``(B, L, H)``: ``input_ids (B, L)`` with ``[ENC]`` put at position 0,
-        cross-attending to ``image_embeds (B, Lv, D)`` (every image token attended)."""
+        cross-attending to ``image_embeds (B, Lv, D)`` (every image token attended). ``last_layer_positions=n``:
+        the states of the first ``n`` positions only, ``(B, n, H)``, for a fraction of the last layer's cost (see
+        :meth:`~vl_hub.layers.med.MedModel.forward`)."""
         check_text(input_ids, attention_mask, self.config.text_config, batch_size=image_embeds.shape[0])
         return self.text_encoder(
             input_ids=with_first_token(input_ids, self.config.text_config.enc_token_id, "enc_token_id"),
             attention_mask=_ones_mask(input_ids, attention_mask),
             encoder_hidden_states=image_embeds,
             mode="multimodal",
+            last_layer_positions=last_layer_positions,
         ).last_hidden_state
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -505,11 +513,12 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
         once and gathered per pair (same logits as passing ``image_embeds[image_index]``, far less work when pairs
         share images). ``image_key_values``: those keys/values already projected
         (``text_encoder.project_encoder_states(image_embeds)``), for several calls over the same images.
+        Only ``[ENC]`` is read, so the last text layer computes position 0 only (``last_layer_positions=1``).
         """
         if image_key_values is not None and image_index is None:
             raise ValueError("image_key_values needs image_index (the unique image each pair attends)")
         if image_index is None:
-            states = self.encode_multimodal(image_embeds, input_ids, attention_mask)
+            states = self.encode_multimodal(image_embeds, input_ids, attention_mask, last_layer_positions=1)
         else:
             check_text(input_ids, attention_mask, self.config.text_config, batch_size=image_index.shape[0])
             states = self.text_encoder(
@@ -519,6 +528,7 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
                 encoder_kv_index=image_index,
                 encoder_key_values=image_key_values,
                 mode="multimodal",
+                last_layer_positions=1,
             ).last_hidden_state
         return self.itm_head(states[:, 0])[:, 1]
 
