@@ -289,7 +289,9 @@ class RetrievalTask(Task):
                 # each distinct image's cross-attention keys/values projected once per call (BLIP)
                 return images, model.text_encoder.project_encoder_states(images) if shared_kv else None
 
-            def pair_logits(images: tuple, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+            def pair_logits(
+                images: tuple, slot: torch.Tensor, text_index: torch.Tensor, length: int | None
+            ) -> torch.Tensor:
                 ids, mask = input_ids[text_index, :length], attention_mask[text_index, :length]
                 bar.update(text_index.numel())
                 if shared_kv:

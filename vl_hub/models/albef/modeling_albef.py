@@ -576,7 +576,9 @@ class AlbefForImageTextRetrieval(MomentumMixin, _AlbefEncodersMixin, AlbefPreTra
         attention_mask = _ones_mask(input_ids, attention_mask)
         sim = itc_similarity(image_feat.to(device), text_feat.to(device))
 
-        def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+        def pair_logits(
+            unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int | None
+        ) -> torch.Tensor:
             images = image_embeds[unique.to(image_embeds.device)].to(device)[slot.to(device)]
             rows = text_index.to(attention_mask.device)
             mask = attention_mask[rows, :length].to(device)

@@ -678,7 +678,9 @@ class AlproForVideoTextRetrieval(_AlproContrastiveMixin, AlproPreTrainedModel):
             )
         sim = itc_similarity(video_feat.to(device), text_feat.to(device))
 
-        def pair_logits(unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+        def pair_logits(
+            unique: torch.Tensor, slot: torch.Tensor, text_index: torch.Tensor, length: int | None
+        ) -> torch.Tensor:
             videos = video_embeds[unique.to(video_embeds.device)].to(device)[slot.to(device)]
             rows = text_index.to(text_embeds.device)
             mask = attention_mask[rows.to(attention_mask.device), :length].to(device)

@@ -575,7 +575,9 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
             images = image_embeds[unique.to(image_embeds.device)].to(device)
             return images, self.text_encoder.project_encoder_states(images)
 
-        def pair_logits(images: tuple, slot: torch.Tensor, text_index: torch.Tensor, length: int) -> torch.Tensor:
+        def pair_logits(
+            images: tuple, slot: torch.Tensor, text_index: torch.Tensor, length: int | None
+        ) -> torch.Tensor:
             rows = text_index.to(input_ids.device)
             ids, mask = input_ids[rows, :length].to(device), attention_mask[rows, :length].to(device)
             return self.itm_match_logits(images[0], ids, mask, image_index=slot.to(device), image_key_values=images[1])
