@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
@@ -20,9 +21,9 @@ from vl_hub.layers.vit import VisionTransformer
 from vl_hub.modeling_utils import VlHubPreTrainedModel
 from vl_hub.models._inputs import check_pixel_values
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
-from vl_hub.models._momentum import init_contrastive_state_
+from vl_hub.models._momentum import MomentumMixin, init_contrastive_state_
 
-__all__ = ["LavisPreTrainedModel"]
+__all__ = ["ContrastiveRetrievalHead", "LavisPreTrainedModel"]
 
 
 class LavisPreTrainedModel(VlHubPreTrainedModel):
@@ -110,3 +111,41 @@ class LavisPreTrainedModel(VlHubPreTrainedModel):
             tokens = self.visual_encoder(pixel_values.flatten(0, 1))
             return tokens.reshape(b, t * tokens.shape[1], tokens.shape[2])
         return self.visual_encoder(pixel_values)
+
+
+class ContrastiveRetrievalHead(MomentumMixin):
+    """The module layout of the ITC + ITM retrieval heads (LAVIS ``BlipRetrieval`` / ``AlbefRetrieval``), for a
+    :class:`LavisPreTrainedModel` subclass: ``visual_encoder``, ``text_encoder``, ``vision_proj``, ``text_proj``,
+    ``itm_head``, the learned ``temp``, their momentum copies ``*_m`` (:class:`~vl_hub.models._momentum.
+    MomentumMixin`) and the feature queues ``image_queue`` / ``text_queue`` ``(E, Q)``, ``idx_queue`` ``(1, Q)``,
+    ``queue_ptr``."""
+
+    _momentum_names: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("visual_encoder", "visual_encoder_m"),
+        ("text_encoder", "text_encoder_m"),
+        ("vision_proj", "vision_proj_m"),
+        ("text_proj", "text_proj_m"),
+    )
+
+    def build_retrieval_modules(self, config: Any) -> None:
+        """Creates every module and buffer of the head from ``config`` (call before ``post_init``, then
+        ``copy_params``: the initialisation draws the momentum copies independently, LAVIS starts them equal)."""
+        vision_width, text_width = config.vision_config.hidden_size, config.text_config.hidden_size
+        embed_dim = config.embed_dim
+        for suffix in ("", "_m"):
+            setattr(self, f"visual_encoder{suffix}", self.build_vision_encoder(config))
+            setattr(self, f"text_encoder{suffix}", self.build_text_encoder(config))
+            setattr(self, f"vision_proj{suffix}", nn.Linear(vision_width, embed_dim))
+            setattr(self, f"text_proj{suffix}", nn.Linear(text_width, embed_dim))
+            if not suffix:
+                self.itm_head = nn.Linear(text_width, 2)
+                self.temp = nn.Parameter(torch.tensor(float(config.temp)))
+        queue_size = config.queue_size
+        self.register_buffer("image_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
+        self.register_buffer("text_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
+        self.register_buffer("idx_queue", torch.full((1, queue_size), -100, dtype=torch.long))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    def reset_queue_ptr(self) -> None:
+        """Restarts writing the queues at column 0 (LAVIS does this after loading a checkpoint)."""
+        self.queue_ptr.zero_()

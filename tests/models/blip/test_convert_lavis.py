@@ -107,14 +107,14 @@ def test_retrieval_checkpoint_keeps_momentum_and_queues(itm_ref: Reference) -> N
     torch.testing.assert_close(model.image_queue, weights["image_queue"], atol=0, rtol=0)
     assert torch.equal(model.idx_queue, weights["idx_queue"])
     assert model.queue_ptr.item() == 0  # reset after loading, as LAVIS
-    assert not any(p.requires_grad for _, _, p in model._named_momentum_pairs())
+    assert not any(p.requires_grad for _, _, p in model.named_momentum_parameter_pairs())
     torch.testing.assert_close(_itm_logits(model, itm_ref), itm_ref.out("itm_logits"), atol=1e-4, rtol=0)
 
 
 def test_inference_checkpoint_into_training_head_copies_online_weights(itm_ref: Reference) -> None:
     config = blip_config_from_reference(itm_ref.meta, queue_size=8)
     model, report = load_lavis_checkpoint(itm_ref.weights, config, BlipForImageTextRetrieval, return_report=True)
-    assert all(torch.equal(p, p_m) for _, p, p_m in model._named_momentum_pairs())
+    assert all(torch.equal(p, p_m) for _, p, p_m in model.named_momentum_parameter_pairs())
     assert {"temp", "image_queue", "idx_queue", "queue_ptr", "visual_encoder_m.pos_embed"} <= set(report.filled)
     torch.testing.assert_close(model.temp.detach(), torch.tensor(config.temp))
     assert model.image_queue.shape == (32, 8)

@@ -220,7 +220,7 @@ def test_retrieval_training_state_starts_like_lavis(converted: dict) -> None:
     _, folder = converted["BlipForImageTextRetrieval"]
     ours = BlipForImageTextRetrieval.from_pretrained(folder)
     assert ours.config.queue_size == 0 and ours.image_queue.shape[1] == 0
-    pairs = list(ours._named_momentum_pairs())
+    pairs = list(ours.named_momentum_parameter_pairs())
     assert pairs
     for name, param, param_m in pairs:
         assert torch.equal(param, param_m) and not param_m.requires_grad, name

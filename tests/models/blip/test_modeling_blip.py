@@ -264,15 +264,15 @@ def test_retrieval_loss_decreases_with_optimizer_steps() -> None:
 def test_momentum_update_follows_ema_and_queue_advances() -> None:
     model = tiny_model(BlipForImageTextRetrieval, momentum=0.9)
     with torch.no_grad():  # make online and momentum weights differ
-        for _, param, _ in model._named_momentum_pairs():
+        for _, param, _ in model.named_momentum_parameter_pairs():
             param.add_(0.01 * torch.randn_like(param))
-    online = {n: p.detach().clone() for n, p, _ in model._named_momentum_pairs()}
-    momentum = {n: p_m.detach().clone() for n, _, p_m in model._named_momentum_pairs()}
+    online = {n: p.detach().clone() for n, p, _ in model.named_momentum_parameter_pairs()}
+    momentum = {n: p_m.detach().clone() for n, _, p_m in model.named_momentum_parameter_pairs()}
     assert any(not torch.equal(online[n], momentum[n]) for n in online)
     batch = _batch()
     model.train()
     out = model(**batch)
-    for name, _, param_m in model._named_momentum_pairs():
+    for name, _, param_m in model.named_momentum_parameter_pairs():
         torch.testing.assert_close(param_m, 0.9 * momentum[name] + 0.1 * online[name], atol=1e-6, rtol=0)
         assert not param_m.requires_grad
     assert out.loss.requires_grad
@@ -324,7 +324,7 @@ def test_retrieval_trains_with_transformers_trainer(tmp_path: Path) -> None:
     assert len(losses) == 8 and all(torch.isfinite(torch.tensor(losses)))
     after = _eval_loss(model, batch, queues)
     assert after < 0.8 * before, (before, after)
-    assert not any(p.requires_grad for _, _, p in model._named_momentum_pairs())
+    assert not any(p.requires_grad for _, _, p in model.named_momentum_parameter_pairs())
 
 
 # ---------------------------------------------------------------------------------------------- video
@@ -416,7 +416,7 @@ def test_retrieval_from_an_encoder_checkpoint_starts_like_lavis(tmp_path: Path) 
     encoder = tiny_model(BlipModel)
     encoder.save_pretrained(tmp_path)
     model = BlipForImageTextRetrieval.from_pretrained(tmp_path)
-    for name, param, param_m in model._named_momentum_pairs():
+    for name, param, param_m in model.named_momentum_parameter_pairs():
         assert torch.equal(param, param_m) and not param_m.requires_grad, name
     torch.testing.assert_close(model.visual_encoder.pos_embed, encoder.visual_encoder.pos_embed, atol=0, rtol=0)
     torch.testing.assert_close(model.image_queue.norm(dim=0), torch.ones(8))

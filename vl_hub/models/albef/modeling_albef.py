@@ -44,9 +44,9 @@ from vl_hub.modeling_outputs import (
 )
 from vl_hub.models._features import ImageTextFeaturesMixin
 from vl_hub.models._inputs import check_choice, check_pixel_values, check_text
-from vl_hub.models._lavis_base import LavisPreTrainedModel
+from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
-from vl_hub.models._momentum import MomentumMixin, concat_all_gather
+from vl_hub.models._momentum import concat_all_gather
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.retrieval_scoring import itc_similarity, length_bucketed_scorer, rerank_top_k
 
@@ -327,7 +327,7 @@ class AlbefModel(ImageTextFeaturesMixin, _AlbefEncodersMixin, AlbefPreTrainedMod
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
-class AlbefForImageTextRetrieval(MomentumMixin, _AlbefEncodersMixin, AlbefPreTrainedModel):
+class AlbefForImageTextRetrieval(ContrastiveRetrievalHead, _AlbefEncodersMixin, AlbefPreTrainedModel):
     """ALBEF image-text retrieval: LAVIS ``AlbefRetrieval`` (training) and ``compute_sim_matrix`` (evaluation).
 
     Submodules (LAVIS names): ``visual_encoder``, ``text_encoder``, ``vision_proj``, ``text_proj``, ``itm_head``
@@ -349,41 +349,13 @@ class AlbefForImageTextRetrieval(MomentumMixin, _AlbefEncodersMixin, AlbefPreTra
     """
 
     _lavis_unused_state: ClassVar[tuple[str, ...]] = (_MLM_HEAD_STATE,)
-    _momentum_names: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("visual_encoder", "visual_encoder_m"),
-        ("text_encoder", "text_encoder_m"),
-        ("vision_proj", "vision_proj_m"),
-        ("text_proj", "text_proj_m"),
-    )
 
     def __init__(self, config: AlbefConfig) -> None:
         super().__init__(config)
-        vision_width, text_width, embed_dim = config.vision_config.hidden_size, config.text_config.hidden_size, config.embed_dim
-        self.visual_encoder = self.build_vision_encoder(config)
-        self.text_encoder = self.build_text_encoder(config)
-        self.vision_proj = nn.Linear(vision_width, embed_dim)
-        self.text_proj = nn.Linear(text_width, embed_dim)
-        self.itm_head = nn.Linear(text_width, 2)
-        self.temp = nn.Parameter(torch.tensor(float(config.temp)))
-
-        self.visual_encoder_m = self.build_vision_encoder(config)
-        self.text_encoder_m = self.build_text_encoder(config)
-        self.vision_proj_m = nn.Linear(vision_width, embed_dim)
-        self.text_proj_m = nn.Linear(text_width, embed_dim)
-
-        queue_size = config.queue_size
-        self.register_buffer("image_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
-        self.register_buffer("text_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
-        self.register_buffer("idx_queue", torch.full((1, queue_size), -100, dtype=torch.long))
-        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.build_retrieval_modules(config)
         self.post_init()
         self.copy_params()
 
-    def reset_queue_ptr(self) -> None:
-        """Restarts writing the queues at column 0 (LAVIS does this after loading a checkpoint)."""
-        self.queue_ptr.zero_()
-
-    # ------------------------------------------------------------------ forward
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,

@@ -505,8 +505,9 @@ def load_transformers_state_dict(
         )
     with torch.no_grad():
         model.load_state_dict({k: v.to(own[k].dtype) for k, v in converted.items()}, strict=True)
-    if hasattr(model, "copy_params"):
-        model.copy_params(names=set())  # freezes the momentum copies (loading re-enables their gradients)
+    if hasattr(model, "momentum_parameter_pairs"):
+        for _, param_m in model.momentum_parameter_pairs():  # momentum copies never get gradients
+            param_m.requires_grad_(False)
     model.eval()
     if report.initialised:
         logger.info(

@@ -22,7 +22,6 @@ projected CLS features, normalised (BLIP's zero-shot video retrieval).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
@@ -37,7 +36,6 @@ from vl_hub.losses import (
     image_text_contrastive_loss,
     itm_labels,
     itm_loss,
-    momentum_update_,
     sample_hard_negatives,
 )
 from vl_hub.modeling_outputs import (
@@ -47,7 +45,7 @@ from vl_hub.modeling_outputs import (
     RetrievalScores,
 )
 from vl_hub.models._features import ImageTextFeaturesMixin
-from vl_hub.models._lavis_base import LavisPreTrainedModel
+from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel
 from vl_hub.models._momentum import concat_all_gather
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.convert_blip_checkpoint import TRAINING_STATE_PATTERNS
@@ -265,7 +263,7 @@ class BlipModel(ImageTextFeaturesMixin, _BlipContrastiveMixin, BlipPreTrainedMod
 _concat_all_gather = concat_all_gather
 
 
-class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
+class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin, BlipPreTrainedModel):
     """BLIP image-text retrieval: LAVIS ``BlipITM`` (inference) and ``BlipRetrieval`` (training).
 
     Submodules (LAVIS names): ``visual_encoder``, ``text_encoder``, ``vision_proj``, ``text_proj``, ``itm_head``
@@ -289,81 +287,12 @@ class BlipForImageTextRetrieval(_BlipContrastiveMixin, BlipPreTrainedModel):
     """
 
     _lavis_unused_state: ClassVar[tuple[str, ...]] = (r"^text_decoder\.",)
-    _momentum_names: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("visual_encoder", "visual_encoder_m"),
-        ("text_encoder", "text_encoder_m"),
-        ("vision_proj", "vision_proj_m"),
-        ("text_proj", "text_proj_m"),
-    )
 
     def __init__(self, config: BlipConfig) -> None:
         super().__init__(config)
-        vision_width, text_width, embed_dim = config.vision_config.hidden_size, config.text_config.hidden_size, config.embed_dim
-        self.visual_encoder = self.build_vision_encoder(config)
-        self.text_encoder = self.build_text_encoder(config)
-        self.vision_proj = nn.Linear(vision_width, embed_dim)
-        self.text_proj = nn.Linear(text_width, embed_dim)
-        self.itm_head = nn.Linear(text_width, 2)
-        self.temp = nn.Parameter(torch.tensor(float(config.temp)))
-
-        self.visual_encoder_m = self.build_vision_encoder(config)
-        self.text_encoder_m = self.build_text_encoder(config)
-        self.vision_proj_m = nn.Linear(vision_width, embed_dim)
-        self.text_proj_m = nn.Linear(text_width, embed_dim)
-
-        queue_size = config.queue_size
-        self.register_buffer("image_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
-        self.register_buffer("text_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
-        self.register_buffer("idx_queue", torch.full((1, queue_size), -100, dtype=torch.long))
-        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.build_retrieval_modules(config)
         self.post_init()
-        # After post_init: the initialisation draws the two copies independently, LAVIS starts them equal.
         self.copy_params()
-
-    # ------------------------------------------------------------------ momentum encoders
-    def _momentum_pairs(self) -> Iterator[tuple[nn.Parameter, nn.Parameter]]:
-        for online, momentum in self._momentum_names:
-            params = list(getattr(self, online).parameters())
-            params_m = list(getattr(self, momentum).parameters())
-            if len(params) != len(params_m):
-                raise RuntimeError(f"{online} and {momentum} have different parameter lists")
-            yield from zip(params, params_m)
-
-    def _named_momentum_pairs(self) -> Iterator[tuple[str, nn.Parameter, nn.Parameter]]:
-        for online, momentum in self._momentum_names:
-            for (name, param), (_, param_m) in zip(
-                getattr(self, online).named_parameters(), getattr(self, momentum).named_parameters()
-            ):
-                yield f"{momentum}.{name}", param, param_m
-
-    @torch.no_grad()
-    def copy_params(self, names: set[str] | None = None) -> None:
-        """Sets the momentum parameters (all, or those named in ``names``) to their online parameters and freezes
-        every momentum parameter (LAVIS ``copy_params``)."""
-        for name, param, param_m in self._named_momentum_pairs():
-            if (names is None or name in names) and param_m.device.type != "meta":
-                param_m.copy_(param)
-            param_m.requires_grad_(False)
-
-    @classmethod
-    def from_pretrained(cls, *args: object, **kwargs: object) -> BlipForImageTextRetrieval:  # type: ignore[override]
-        """``PreTrainedModel.from_pretrained``, then: momentum parameters the checkpoint lacks start as copies of the
-        online ones (not random), and every momentum parameter is frozen again (loading re-creates parameters with
-        ``requires_grad=True``)."""
-        want_info = bool(kwargs.pop("output_loading_info", False))
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        model.copy_params(names=set(info.get("missing_keys", ())))
-        return (model, info) if want_info else model  # type: ignore[return-value]
-
-    @torch.no_grad()
-    def momentum_update(self) -> None:
-        """``p_m = momentum * p_m + (1 - momentum) * p`` for every pair (LAVIS ``_momentum_update``)."""
-        params, params_m = zip(*self._momentum_pairs())
-        momentum_update_(params, params_m, self.config.momentum)
-
-    def reset_queue_ptr(self) -> None:
-        """Restarts writing the queues at column 0 (LAVIS does this after loading a checkpoint)."""
-        self.queue_ptr.zero_()
 
     # ------------------------------------------------------------------ forward
     def forward(
