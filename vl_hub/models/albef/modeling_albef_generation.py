@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import GenerationConfig, GenerationMixin
 from transformers.cache_utils import Cache
 from transformers.utils import ModelOutput
@@ -31,28 +30,27 @@ from vl_hub.layers.med import MedLMHeadModel
 from vl_hub.losses import lm_loss
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
 from vl_hub.models._momentum import MomentumMixin
+from vl_hub.models._vqa import (
+    AnswerRankingOutput,
+    QuestionAnsweringMixin,
+    VisualQuestionAnsweringOutput,
+    check_answer_list,
+)
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.models.albef.modeling_albef import (
     AlbefPreTrainedModel,
     _distill_weight,
     check_images,
 )
-from vl_hub.models.blip.generation_utils import _default_generation_config, _generate
-from vl_hub.models.blip.modeling_blip_vqa import (
-    AnswerRankingOutput,
-    BlipForQuestionAnswering,
-    VisualQuestionAnsweringOutput,
+from vl_hub.models.blip.generation_utils import (
+    _VQA_GENERATION_DEFAULTS,
+    _default_generation_config,
+    _generate,
 )
 
 __all__ = ["AUTO_CLASSES", "AlbefForQuestionAnswering", "AnswerRankingOutput", "VisualQuestionAnsweringOutput"]
 
 AUTO_CLASSES: dict[str, tuple[str, ...]] = {"AlbefForQuestionAnswering": ("AutoModelForVisualQuestionAnswering",)}
-
-# the (n_answers, answer_weights) validation of the BLIP VQA head, which takes the same training inputs
-_check_answers = BlipForQuestionAnswering._check_answers
-
-# answer generation defaults (LAVIS's VQA evaluation: max_len 10, min_len 1; 3 beams as BLIP's)
-_VQA_GENERATION_DEFAULTS = {"max_length": 10, "min_length": 1, "num_beams": 3}
 
 #: state of a pre-training / retrieval checkpoint the VQA head does not have
 _NOT_VQA_STATE: tuple[str, ...] = (
@@ -72,7 +70,7 @@ def _lm_ties(prefix: str) -> dict[str, str]:
     }
 
 
-class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationMixin):
+class AlbefForQuestionAnswering(QuestionAnsweringMixin, MomentumMixin, AlbefPreTrainedModel, GenerationMixin):
     """ALBEF visual question answering (LAVIS ``AlbefVQA``).
 
     Submodules (LAVIS names): ``visual_encoder`` (ViT), ``text_encoder`` (question encoder: text layers, then fusion
@@ -126,18 +124,6 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
         """Without ``use_distill`` the head has no momentum copies: a checkpoint's ``*_m`` are dropped."""
         return () if config.use_distill else TRAINING_STATE_PATTERNS
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        """The question encoder's word embeddings ``(vocab, H)``."""
-        return self.text_encoder.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        """Replaces the question encoder's word embeddings."""
-        self.text_encoder.embeddings.word_embeddings = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        """The answer decoder's LM head (tied to the decoder's word embeddings)."""
-        return self.text_decoder.cls.predictions.decoder
-
     def _token_id(self, name: str) -> int:
         value = getattr(self.config.text_config, name)
         if value is None:
@@ -169,23 +155,6 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
             input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds, mode="multimodal"
         ).last_hidden_state
         return states, image_embeds
-
-    def _question(
-        self,
-        pixel_values: torch.Tensor | None,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        question_states: torch.Tensor | None,
-        image_embeds: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if question_states is None:
-            return self.encode_question(pixel_values, input_ids, attention_mask, image_embeds)
-        hidden = self.config.text_config.hidden_size
-        if question_states.dim() != 3 or question_states.shape[-1] != hidden:
-            raise ValueError(
-                f"question_states must be (batch, question tokens, {hidden}), got {tuple(question_states.shape)}"
-            )
-        return question_states, image_embeds
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -244,9 +213,7 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
         Returns:
             :class:`VisualQuestionAnsweringOutput`.
         """
-        cached = cache is not None and use_cache is not False and cache.get_seq_length() > 0
-        if question_states is None and cached:
-            raise ValueError("question_states must be given with a non-empty cache (continuing a generation)")
+        self._continues_generation(cache, use_cache, question_states)
         given_states = question_states is not None
         q_states, image_embeds = self._question(pixel_values, input_ids, attention_mask, question_states, image_embeds)
         q_mask = question_attention_mask if given_states else attention_mask
@@ -256,19 +223,12 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
                 raise ValueError("pass answer_input_ids (training) or decoder_input_ids (decoding), not both")
             batch = q_states.shape[0]
             self.check_text(answer_input_ids, answer_attention_mask, name="answer_input_ids")
-            n_answers = _check_answers(batch, answer_input_ids.shape[0], n_answers, answer_weights)
+            n_answers = self._check_answers(batch, answer_input_ids.shape[0], n_answers, answer_weights)
             labels = answer_input_ids.masked_fill(answer_input_ids == self._token_id("pad_token_id"), -100)
             total = answer_input_ids.shape[0]
-            states = q_states.repeat_interleave(n_answers.to(q_states.device), dim=0, output_size=total)
-            mask = None if q_mask is None else q_mask.repeat_interleave(n_answers.to(q_mask.device), dim=0, output_size=total)
-            decoder_out = self.text_decoder(
-                input_ids=answer_input_ids,
-                attention_mask=answer_attention_mask,
-                encoder_hidden_states=states,
-                encoder_attention_mask=mask,
-                is_decoder=True,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
+            decoder_out, mask = self._decode_training_answers(
+                q_states, q_mask, n_answers, answer_input_ids, answer_attention_mask, output_attentions,
+                output_hidden_states,
             )
             soft_labels, alpha = None, _distill_weight(self.config, alpha)
             if self.config.use_distill and self.training:
@@ -280,39 +240,13 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
                 decoder_out.logits, labels, self.config.label_smoothing, reduction="none",
                 soft_labels=soft_labels, alpha=alpha if soft_labels is not None else 0.0,
             )
-            weights = torch.ones_like(answer_loss) if answer_weights is None else answer_weights.to(answer_loss)
-            loss = (weights * answer_loss).sum() / batch
+            loss = self._weighted_answer_loss(answer_loss, answer_weights, batch)
         elif decoder_input_ids is not None:
-            if decoder_input_ids.dim() != 2 or decoder_input_ids.shape[0] != q_states.shape[0]:
-                raise ValueError(
-                    f"decoder_input_ids {tuple(decoder_input_ids.shape)} must be (batch={q_states.shape[0]}, length); "
-                    "repeat the question states per beam"
-                )
-            decoder_out = self.text_decoder(
-                input_ids=decoder_input_ids,
-                attention_mask=decoder_attention_mask,
-                encoder_hidden_states=q_states,
-                encoder_attention_mask=q_mask,
-                cache=cache,
-                use_cache=use_cache,
-                is_decoder=True,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                logits_to_keep=logits_to_keep,
+            decoder_out = self._decode_step(
+                q_states, q_mask, decoder_input_ids, decoder_attention_mask, None,
+                cache, use_cache, logits_to_keep, output_attentions, output_hidden_states,
             )
-        output = VisualQuestionAnsweringOutput(
-            loss=loss,
-            answer_loss=answer_loss,
-            logits=None if decoder_out is None else decoder_out.logits,
-            labels=labels,
-            question_states=q_states,
-            image_embeds=image_embeds,
-            cache=None if decoder_out is None else decoder_out.cache,
-            hidden_states=None if decoder_out is None else decoder_out.hidden_states,
-            attentions=None if decoder_out is None else decoder_out.attentions,
-            cross_attentions=None if decoder_out is None else decoder_out.cross_attentions,
-        )
-        return output if return_dict else output.to_tuple()
+        return self._vqa_output(loss, answer_loss, labels, q_states, image_embeds, decoder_out, return_dict)
 
     @torch.no_grad()
     def _momentum_targets(
@@ -345,15 +279,6 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
         return F.softmax(logits_m[:, :-1], dim=-1)
 
     # ------------------------------------------------------------------ generation
-    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **kwargs: Any) -> dict[str, Any]:
-        """``GenerationMixin``'s inputs, with the generated ids as ``decoder_input_ids`` (the question is
-        ``input_ids`` in :meth:`forward`)."""
-        inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
-        inputs["decoder_input_ids"] = inputs.pop("input_ids")
-        if "attention_mask" in inputs:
-            inputs["decoder_attention_mask"] = inputs.pop("attention_mask")
-        return inputs
-
     @torch.no_grad()
     def generate_answers(
         self,
@@ -393,17 +318,6 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
         return _generate(self, start, None, model_kwargs, generation_config, beam_search, kwargs)
 
     @torch.no_grad()
-    def generate(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> torch.LongTensor | ModelOutput:
-        """Same as :meth:`generate_answers` (``input_ids`` are the questions)."""
-        return self.generate_answers(pixel_values, input_ids, attention_mask, **kwargs)
-
-    @torch.no_grad()
     def rank_answers(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -436,12 +350,7 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
         Returns:
             :class:`AnswerRankingOutput` (``pred_index (B,)`` indexes the answer list).
         """
-        if answer_ids is None or answer_ids.dim() != 2 or answer_ids.shape[1] < 2:
-            shape = None if answer_ids is None else tuple(answer_ids.shape)
-            raise ValueError(
-                f"answer_ids must be the tokenized answer list (num_answers, length >= 2), got {shape}; tokenize "
-                "the answer list with padding='longest'"
-            )
+        check_answer_list(answer_ids)
         pad = self._token_id("pad_token_id")
         if answer_attention_mask is None:
             answer_attention_mask = (answer_ids != pad).long()
@@ -452,49 +361,4 @@ class AlbefForQuestionAnswering(MomentumMixin, AlbefPreTrainedModel, GenerationM
                 "list with the model's tokenizer (add_special_tokens=True)"
             )
         q_states, _ = self._question(pixel_values, input_ids, attention_mask, question_states, image_embeds)
-        q_mask = attention_mask
-        batch, n_list = q_states.shape[0], answer_ids.shape[0]
-        k = min(self.config.num_answer_candidates if num_candidates is None else int(num_candidates), n_list)
-        if k < 1:
-            raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
-
-        start = self.text_decoder(
-            input_ids=answer_ids[:1, :1].expand(batch, 1),
-            encoder_hidden_states=q_states,
-            encoder_attention_mask=q_mask,
-            use_cache=True,
-            is_decoder=True,
-        )
-        start_logits = start.logits[:, 0, :]
-        first_token_probs = start_logits.softmax(dim=-1).index_select(1, answer_ids[:, 1])
-        topk_probs, topk_ids = first_token_probs.topk(k, dim=1)
-
-        cand_ids = answer_ids[topk_ids]  # (B, k, La)
-        cand_mask = answer_attention_mask[topk_ids]
-        cand_labels = cand_ids.masked_fill(cand_ids == pad, -100)
-        cache = start.cache
-        cache.batch_repeat_interleave(k)
-        rest = self.text_decoder(
-            input_ids=cand_ids.flatten(0, 1)[:, 1:],
-            attention_mask=cand_mask.flatten(0, 1),
-            # the question keys/values come from the cache; the states only fix the batch size
-            encoder_hidden_states=q_states.repeat_interleave(k, dim=0),
-            encoder_attention_mask=None if q_mask is None else q_mask.repeat_interleave(k, dim=0),
-            cache=cache,
-            is_decoder=True,
-        )
-        logits = torch.cat([start.logits.repeat_interleave(k, dim=0), rest.logits], dim=1)
-        cand_loss = lm_loss(logits, cand_labels.flatten(0, 1), self.config.label_smoothing, reduction="none")
-        cand_loss = cand_loss.view(batch, k)
-        pred_index = topk_ids.gather(1, cand_loss.argmin(dim=1, keepdim=True)).squeeze(1)
-        return AnswerRankingOutput(
-            pred_index=pred_index,
-            start_logits=start_logits,
-            topk_ids=topk_ids,
-            topk_probs=topk_probs,
-            candidate_input_ids=cand_ids,
-            candidate_labels=cand_labels,
-            candidate_loss=cand_loss,
-            question_states=q_states,
-        )
-
+        return self._rank_answer_list(q_states, attention_mask, answer_ids, answer_attention_mask, num_candidates, pad)

@@ -34,7 +34,7 @@ __all__ = ["BEAM_SEARCH_IMPLEMENTATIONS"]
 
 BEAM_SEARCH_IMPLEMENTATIONS = ("lavis", "transformers")
 
-# LAVIS BlipCaption.generate / BlipVQA.predict_answers defaults
+# LAVIS BlipCaption.generate / BlipVQA.predict_answers defaults (the ALBEF VQA head generates with the same)
 _CAPTION_GENERATION_DEFAULTS = {"max_length": 30, "min_length": 10, "num_beams": 3}
 _VQA_GENERATION_DEFAULTS = {"max_length": 10, "min_length": 1, "num_beams": 3}
 # XBertLMHeadDecoder.generate_from_encoder's nucleus-sampling settings (top_k=50 came from transformers 4.26)

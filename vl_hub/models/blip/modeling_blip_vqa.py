@@ -12,16 +12,20 @@ Answer generation follows LAVIS (transformers 4.26) as :mod:`vl_hub.models.blip.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 from transformers import GenerationConfig, GenerationMixin
 from transformers.cache_utils import Cache
 from transformers.utils import ModelOutput
 
 from vl_hub.losses.lm import lm_loss
+from vl_hub.models._vqa import (
+    AnswerRankingOutput,
+    QuestionAnsweringMixin,
+    VisualQuestionAnsweringOutput,
+    check_answer_list,
+)
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.generation_utils import (
     _VQA_GENERATION_DEFAULTS,
@@ -41,67 +45,10 @@ AUTO_CLASSES: dict[str, tuple[str, ...]] = {
 }
 
 
-# --------------------------------------------------------------------------- outputs
-
-
-@dataclass
-class VisualQuestionAnsweringOutput(ModelOutput):
-    """Output of :meth:`BlipForQuestionAnswering.forward`.
-
-    Attributes:
-        loss: ``()`` training loss ``sum(answer_weights * answer_loss) / batch_size`` (LAVIS ``BlipVQA.forward``).
-        answer_loss: ``(A,)`` per-answer label-smoothed loss summed over the answer tokens.
-        logits: ``(A, La, vocab)`` answer-decoder logits (training), or ``(B', L, vocab)`` when decoding
-            ``decoder_input_ids`` (generation); unshifted.
-        labels: ``(A, La)`` answer ids with ``[DEC]`` first and ``[PAD]`` -> -100.
-        question_states: ``(B, Lq, H)`` image-grounded question encoding (``[ENC]`` first).
-        image_embeds: ``(B, 1+N, D)`` vision tokens (video: frames concatenated), when computed.
-        cache: the answer decoder's cache when caching.
-        hidden_states, attentions, cross_attentions: per-layer answer-decoder outputs when asked for.
-    """
-
-    loss: torch.Tensor | None = None
-    answer_loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    labels: torch.Tensor | None = None
-    question_states: torch.Tensor | None = None
-    image_embeds: torch.Tensor | None = None
-    cache: Cache | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor | None, ...] | None = None
-
-
-@dataclass
-class AnswerRankingOutput(ModelOutput):
-    """Output of :meth:`BlipForQuestionAnswering.rank_answers` (LAVIS ``BlipVQA._rank_answers``), ``k`` candidates.
-
-    Attributes:
-        pred_index: ``(B,)`` index into the answer list of the chosen answer.
-        start_logits: ``(B, vocab)`` decoder logits of the first answer token after ``[DEC]``.
-        topk_ids: ``(B, k)`` answer-list indices of the candidates, by first-token probability (descending).
-        topk_probs: ``(B, k)`` those probabilities.
-        candidate_input_ids: ``(B, k, La)`` candidate answer ids (``[DEC]`` first).
-        candidate_labels: ``(B, k, La)`` the same with ``[PAD]`` -> -100.
-        candidate_loss: ``(B, k)`` label-smoothed LM loss summed over each candidate's tokens; the score is
-            ``-candidate_loss`` and the lowest loss wins.
-        question_states: ``(B, Lq, H)`` the question encoding the decoder attended.
-    """
-
-    pred_index: torch.Tensor | None = None
-    start_logits: torch.Tensor | None = None
-    topk_ids: torch.Tensor | None = None
-    topk_probs: torch.Tensor | None = None
-    candidate_input_ids: torch.Tensor | None = None
-    candidate_labels: torch.Tensor | None = None
-    candidate_loss: torch.Tensor | None = None
-    question_states: torch.Tensor | None = None
-
-
 # --------------------------------------------------------------------------- VQA
 
 
-class BlipForQuestionAnswering(BlipPreTrainedModel, GenerationMixin):
+class BlipForQuestionAnswering(QuestionAnsweringMixin, BlipPreTrainedModel, GenerationMixin):
     """BLIP visual (and video) question answering (LAVIS ``BlipVQA``).
 
     Submodules (LAVIS names): ``visual_encoder`` (ViT), ``text_encoder`` (question encoder, ``[ENC]`` first,
@@ -126,18 +73,6 @@ class BlipForQuestionAnswering(BlipPreTrainedModel, GenerationMixin):
         self.text_decoder = self.build_text_decoder(config, encoder_width=config.text_config.hidden_size)
         self.generation_config = _default_generation_config(config, _VQA_GENERATION_DEFAULTS)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        """The question encoder's word embeddings ``(vocab, H)``."""
-        return self.text_encoder.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        """Replaces the question encoder's word embeddings."""
-        self.text_encoder.embeddings.word_embeddings = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        """The answer decoder's LM head (tied to the decoder's word embeddings)."""
-        return self.text_decoder.cls.predictions.decoder
 
     # ------------------------------------------------------------------ pieces
     def _ids(self, name: str) -> int:
@@ -169,24 +104,6 @@ class BlipForQuestionAnswering(BlipPreTrainedModel, GenerationMixin):
             input_ids=ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds, mode="multimodal"
         ).last_hidden_state
         return states, image_embeds
-
-    def _question(
-        self,
-        pixel_values: torch.Tensor | None,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        question_states: torch.Tensor | None,
-        image_embeds: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        if question_states is not None:
-            if question_states.dim() != 3 or question_states.shape[-1] != self.config.text_config.hidden_size:
-                raise ValueError(
-                    f"question_states must be (batch, question tokens, {self.config.text_config.hidden_size}), got "
-                    f"{tuple(question_states.shape)}"
-                )
-            return question_states, attention_mask, image_embeds
-        states, image_embeds = self.encode_question(pixel_values, input_ids, attention_mask, image_embeds)
-        return states, attention_mask, image_embeds
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -242,12 +159,9 @@ class BlipForQuestionAnswering(BlipPreTrainedModel, GenerationMixin):
         Returns:
             :class:`VisualQuestionAnsweringOutput`.
         """
-        cached = cache is not None and use_cache is not False and cache.get_seq_length() > 0
-        if question_states is None and cached:
-            raise ValueError("question_states must be given with a non-empty cache (continuing a generation)")
-        q_states, q_mask, image_embeds = self._question(
-            pixel_values, input_ids, attention_mask, question_states, image_embeds
-        )
+        cached = self._continues_generation(cache, use_cache, question_states)
+        q_states, image_embeds = self._question(pixel_values, input_ids, attention_mask, question_states, image_embeds)
+        q_mask = attention_mask
         if question_states is not None and question_attention_mask is not None:
             q_mask = question_attention_mask
         loss = answer_loss = labels = None
@@ -258,93 +172,22 @@ class BlipForQuestionAnswering(BlipPreTrainedModel, GenerationMixin):
             batch = q_states.shape[0]
             check_text(answer_input_ids, answer_attention_mask, self.config.text_config, name="answer_input_ids")
             n_answers = self._check_answers(batch, answer_input_ids.shape[0], n_answers, answer_weights)
-            n_answers = n_answers.to(q_states.device)
             answer_ids = _with_first_token(answer_input_ids, self._ids("bos_token_id"))
             labels = answer_ids.masked_fill(answer_ids == self._ids("pad_token_id"), -100)
-            total = answer_ids.shape[0]
-            states = q_states.repeat_interleave(n_answers, dim=0, output_size=total)
-            mask = None if q_mask is None else q_mask.repeat_interleave(n_answers, dim=0, output_size=total)
-            decoder_out = self.text_decoder(
-                input_ids=answer_ids,
-                attention_mask=answer_attention_mask,
-                encoder_hidden_states=states,
-                encoder_attention_mask=mask,
-                is_decoder=True,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
+            decoder_out, _ = self._decode_training_answers(
+                q_states, q_mask, n_answers, answer_ids, answer_attention_mask, output_attentions, output_hidden_states
             )
             answer_loss = lm_loss(decoder_out.logits, labels, self.config.label_smoothing, reduction="none")
-            weights = torch.ones_like(answer_loss) if answer_weights is None else answer_weights.to(answer_loss.dtype)
-            loss = (weights * answer_loss).sum() / batch
+            loss = self._weighted_answer_loss(answer_loss, answer_weights, batch)
         elif decoder_input_ids is not None:
-            if decoder_input_ids.dim() != 2 or decoder_input_ids.shape[0] != q_states.shape[0]:
-                raise ValueError(
-                    f"decoder_input_ids {tuple(decoder_input_ids.shape)} must be (batch={q_states.shape[0]}, length); "
-                    "repeat the question states per beam"
-                )
-            if not cached:
-                decoder_input_ids = _with_first_token(decoder_input_ids, self._ids("bos_token_id"))
-            decoder_out = self.text_decoder(
-                input_ids=decoder_input_ids,
-                attention_mask=decoder_attention_mask,
-                encoder_hidden_states=q_states,
-                encoder_attention_mask=q_mask,
-                cache=cache,
-                use_cache=use_cache,
-                is_decoder=True,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                logits_to_keep=logits_to_keep,
+            decoder_out = self._decode_step(
+                q_states, q_mask, decoder_input_ids, decoder_attention_mask,
+                None if cached else self._ids("bos_token_id"),
+                cache, use_cache, logits_to_keep, output_attentions, output_hidden_states,
             )
-        output = VisualQuestionAnsweringOutput(
-            loss=loss,
-            answer_loss=answer_loss,
-            logits=None if decoder_out is None else decoder_out.logits,
-            labels=labels,
-            question_states=q_states,
-            image_embeds=image_embeds,
-            cache=None if decoder_out is None else decoder_out.cache,
-            hidden_states=None if decoder_out is None else decoder_out.hidden_states,
-            attentions=None if decoder_out is None else decoder_out.attentions,
-            cross_attentions=None if decoder_out is None else decoder_out.cross_attentions,
-        )
-        return output if return_dict else output.to_tuple()
-
-    @staticmethod
-    def _check_answers(
-        batch: int, total: int, n_answers: torch.Tensor | None, answer_weights: torch.Tensor | None
-    ) -> torch.Tensor:
-        if n_answers is None:
-            if total != batch:
-                raise ValueError(
-                    f"{total} answers for {batch} questions: pass n_answers (answers per question, summing to {total})"
-                )
-            n_answers = torch.ones(batch, dtype=torch.long)
-        n_answers = torch.as_tensor(n_answers)
-        if n_answers.shape != (batch,):
-            raise ValueError(
-                f"n_answers must have shape ({batch},) (one count per question), got {tuple(n_answers.shape)}"
-            )
-        if int(n_answers.sum()) != total or bool((n_answers < 0).any()):
-            raise ValueError(
-                f"n_answers {n_answers.tolist()} must be non-negative and sum to the {total} rows of answer_input_ids"
-            )
-        if answer_weights is not None and tuple(answer_weights.shape) != (total,):
-            raise ValueError(
-                f"answer_weights must have shape ({total},) (one per answer), got {tuple(answer_weights.shape)}"
-            )
-        return n_answers
+        return self._vqa_output(loss, answer_loss, labels, q_states, image_embeds, decoder_out, return_dict)
 
     # ------------------------------------------------------------------ generation
-    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **kwargs: Any) -> dict[str, Any]:
-        """``GenerationMixin``'s inputs, with the generated ids as ``decoder_input_ids`` (the question is
-        ``input_ids`` in :meth:`forward`)."""
-        inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
-        inputs["decoder_input_ids"] = inputs.pop("input_ids")
-        if "attention_mask" in inputs:
-            inputs["decoder_attention_mask"] = inputs.pop("attention_mask")
-        return inputs
-
     @torch.no_grad()
     def generate_answers(
         self,
@@ -381,17 +224,6 @@ class BlipForQuestionAnswering(BlipPreTrainedModel, GenerationMixin):
         return _generate(self, bos, None, {"question_states": question_states}, generation_config, beam_search, kwargs)
 
     @torch.no_grad()
-    def generate(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> torch.LongTensor | ModelOutput:
-        """Same as :meth:`generate_answers` (``input_ids`` are the questions)."""
-        return self.generate_answers(pixel_values, input_ids, attention_mask, **kwargs)
-
-    @torch.no_grad()
     def rank_answers(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -423,60 +255,12 @@ class BlipForQuestionAnswering(BlipPreTrainedModel, GenerationMixin):
         Returns:
             :class:`AnswerRankingOutput` (``pred_index (B,)`` indexes the answer list).
         """
-        if answer_ids is None or answer_ids.dim() != 2 or answer_ids.shape[1] < 2:
-            shape = None if answer_ids is None else tuple(answer_ids.shape)
-            raise ValueError(
-                f"answer_ids must be the tokenized answer list (num_answers, length >= 2), got {shape}; tokenize "
-                "the answer list with padding='longest'"
-            )
+        check_answer_list(answer_ids)
         if answer_attention_mask is None:
             answer_attention_mask = (answer_ids != self._ids("pad_token_id")).long()
         check_text(answer_ids, answer_attention_mask, self.config.text_config, name="answer_ids")
-        q_states, q_mask, _ = self._question(pixel_values, input_ids, attention_mask, question_states, image_embeds)
-        batch, n_answers = q_states.shape[0], answer_ids.shape[0]
-        k = min(self.config.num_answer_candidates if num_candidates is None else int(num_candidates), n_answers)
-        if k < 1:
-            raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
-        bos = self._ids("bos_token_id")
-        answer_ids = _with_first_token(answer_ids, bos)
-
-        start = self.text_decoder(
-            input_ids=torch.full((batch, 1), bos, dtype=torch.long, device=q_states.device),
-            encoder_hidden_states=q_states,
-            encoder_attention_mask=q_mask,
-            use_cache=True,
-            is_decoder=True,
-        )
-        start_logits = start.logits[:, 0, :]
-        first_token_probs = start_logits.softmax(dim=-1).index_select(1, answer_ids[:, 1])
-        topk_probs, topk_ids = first_token_probs.topk(k, dim=1)
-
-        cand_ids = answer_ids[topk_ids]  # (B, k, La)
-        cand_mask = answer_attention_mask[topk_ids]
-        cand_labels = cand_ids.masked_fill(cand_ids == self._ids("pad_token_id"), -100)
-        cache = start.cache
-        cache.batch_repeat_interleave(k)
-        flat_ids = cand_ids.flatten(0, 1)
-        rest = self.text_decoder(
-            input_ids=flat_ids[:, 1:],
-            attention_mask=cand_mask.flatten(0, 1),
-            # the question keys/values come from the cache; the states only fix the batch size
-            encoder_hidden_states=q_states.repeat_interleave(k, dim=0),
-            encoder_attention_mask=None if q_mask is None else q_mask.repeat_interleave(k, dim=0),
-            cache=cache,
-            is_decoder=True,
-        )
-        logits = torch.cat([start.logits.repeat_interleave(k, dim=0), rest.logits], dim=1)
-        cand_loss = lm_loss(logits, cand_labels.flatten(0, 1), self.config.label_smoothing, reduction="none")
-        cand_loss = cand_loss.view(batch, k)
-        pred_index = topk_ids.gather(1, cand_loss.argmin(dim=1, keepdim=True)).squeeze(1)
-        return AnswerRankingOutput(
-            pred_index=pred_index,
-            start_logits=start_logits,
-            topk_ids=topk_ids,
-            topk_probs=topk_probs,
-            candidate_input_ids=cand_ids,
-            candidate_labels=cand_labels,
-            candidate_loss=cand_loss,
-            question_states=q_states,
+        q_states, _ = self._question(pixel_values, input_ids, attention_mask, question_states, image_embeds)
+        answer_ids = _with_first_token(answer_ids, self._ids("bos_token_id"))
+        return self._rank_answer_list(
+            q_states, attention_mask, answer_ids, answer_attention_mask, num_candidates, self._ids("pad_token_id")
         )
