@@ -259,3 +259,21 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for option in ("--from", "--model-type", "--tokenizer", "--config", "--no-strict", "{lavis,transformers,openai}"):
         assert option in out
+
+
+def test_albef_lavis_with_a_config_file(reference_dir: Path, fixtures_dir: Path, tmp_path: Path) -> None:
+    """``vl-hub convert --from lavis`` for ALBEF takes ``--config`` (a tiny architecture of the entry's head)."""
+    from tests.models.albef.reference_utils import albef_config_from_reference
+    from vl_hub.auto import AutoModelForImageTextRetrieval
+
+    ref = load_reference(reference_dir, "albef_retrieval")
+    source = tmp_path / "albef_retrieval.pth"
+    torch.save({"model": dict(ref.weights)}, source)
+    config_file = tmp_path / "tiny_albef.json"
+    albef_config_from_reference(ref.meta).to_json_file(str(config_file))
+    out = tmp_path / "albef-tiny"
+    assert main(["convert", "--from", "lavis", "--model-type", "albef_retrieval:coco", "--config", str(config_file),
+                 "--tokenizer", str(fixtures_dir / "bert_vocab.txt"), str(source), str(out)]) == 0
+    model = AutoModelForImageTextRetrieval.from_pretrained(out).eval()
+    scores = model.retrieval_scores(ref.inp("image"), ref.inp("input_ids"), ref.inp("attention_mask"), k_test=2)
+    torch.testing.assert_close(scores.score_i2t, ref.out("score_i2t"), atol=1e-4, rtol=0)

@@ -138,9 +138,12 @@ def _albef_adapter(module: Any) -> Converter:
     ) -> Path:
         if model_type is None:
             raise ValueError("--from lavis needs --model-type NAME:TYPE (e.g. albef_retrieval:coco)")
-        if config_file is not None:
-            raise ValueError("the ALBEF converter takes its architecture from the catalogue; --config does not apply")
-        module.convert_albef_checkpoint(src, out_dir, model_type, vocab_file=tokenizer, strict=strict)
+        config = None
+        if config_file is not None:  # a custom (e.g. smaller) architecture of the entry's head
+            from vl_hub.models.albef.configuration_albef import AlbefConfig
+
+            config = AlbefConfig.from_json_file(str(config_file))
+        module.convert_albef_checkpoint(src, out_dir, model_type, vocab_file=tokenizer, strict=strict, config=config)
         return out_dir
 
     return convert
