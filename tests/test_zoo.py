@@ -212,19 +212,42 @@ def _header(text: str) -> dict[str, Any]:
     return yaml.safe_load(match.group(1))
 
 
-@pytest.mark.parametrize("key", sorted(BLIP_ENTRIES))
-def test_every_blip_entry_has_its_card(key: tuple[str, str]) -> None:
+_CATALOGUE_KEYS = sorted(zoo.get_catalogue())
+
+# the license of each family's original release, as its cards declare it
+_FAMILY_LICENSES = {"blip": "bsd-3-clause", "albef": "bsd-3-clause"}
+
+
+@pytest.mark.parametrize("key", [k for k in _CATALOGUE_KEYS if zoo.get_entry(*k).family in _FAMILY_LICENSES], ids=":".join)
+def test_every_entry_has_its_card(key: tuple[str, str]) -> None:
+    """The committed card of every catalogue entry is exactly what ``render_model_card`` writes."""
+    entry = zoo.get_entry(*key)
     path = CARDS / f"{key[0]}_{key[1]}.md"
-    assert path.is_file(), f"{path} is missing: run `python -m vl_hub.zoo cards --family blip`"
+    command = f"python -m vl_hub.zoo cards --family {entry.family}"
+    assert path.is_file(), f"{path} is missing: run `{command}`"
     text = path.read_text(encoding="utf-8")
-    assert text == zoo.render_model_card(*key), f"{path} is stale: run `python -m vl_hub.zoo cards --family blip`"
-    header = _header(text)
-    assert header["library_name"] == "vl_hub" and header["license"] == "bsd-3-clause"
-    assert "blip" in header["tags"] and header["pipeline_tag"] and header["datasets"]
-    entry = BLIP_CATALOGUE[key]
+    assert text == zoo.render_model_card(*key), f"{path} is stale: run `{command}`"
     assert entry.convert_command in text and entry.source_url in text and entry.repo_id in text
     headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
     assert headings == list(zoo.CARD_SECTIONS)
+
+
+@pytest.mark.parametrize("key", [k for k in _CATALOGUE_KEYS if zoo.get_entry(*k).family in _FAMILY_LICENSES], ids=":".join)
+def test_card_header_names_library_license_family_and_pipeline(key: tuple[str, str]) -> None:
+    entry = zoo.get_entry(*key)
+    header = _header(zoo.render_model_card(*key))
+    assert header["library_name"] == "vl_hub" and header["license"] == _FAMILY_LICENSES[entry.family]
+    assert entry.family in header["tags"] and "vl_hub" in header["tags"]
+    assert header["pipeline_tag"] and header["datasets"]
+
+
+def test_family_text_stays_in_its_family() -> None:
+    """BLIP's MED tokens and ALBEF's fusion layers appear on their own family's cards only."""
+    albef = zoo.render_model_card("albef_vqa", "vqav2")
+    assert "[DEC]" not in albef and "MED" not in albef and "BLIP" not in albef
+    assert "layers 6-11 add cross-attention" in albef and "li2021albef" in albef and "li-etal-2023-lavis" in albef
+    blip = zoo.render_model_card("blip_vqa", "vqav2")
+    assert "ALBEF" not in blip and "(+ `[DEC]`, `[ENC]`)" in blip and "li2022blip" in blip
 
 
 def test_template_has_the_card_sections_and_a_parsable_header() -> None:
