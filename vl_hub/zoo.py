@@ -14,7 +14,8 @@ Public functions (also ``vl_hub.list_models`` / ``vl_hub.load_model`` / ``vl_hub
   :class:`ModelNotAvailableError` says which repository was looked for, where the original checkpoint is and the
   ``vl-hub convert`` command that builds the folder;
 * :func:`render_model_card` / :func:`write_model_cards` -- the ``model_cards/<name>_<model_type>.md`` cards
-  (``python -m vl_hub.zoo cards [--family blip]`` rewrites them).
+  (``python -m vl_hub.zoo cards [--family blip]`` rewrites them); the layout is here, the family's text in its
+  ``catalogue.py`` (see :func:`render_model_card`).
 """
 
 from __future__ import annotations
@@ -387,6 +388,44 @@ _INTENDED_USE = {
 }
 
 
+def _yaml_block(mapping: Mapping[str, Any], indent: str = "") -> list[str]:
+    """The card header's YAML, as the committed cards write it: top-level lists one item a line, nested lists inline,
+    plain scalars unquoted."""
+    lines = []
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            lines.append(f"{indent}{key}:")
+            lines.extend(_yaml_block(value, indent + "  "))
+        elif isinstance(value, (list, tuple)) and not indent:
+            lines.append(f"{key}:")
+            lines.extend(f"- {item}" for item in value)
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{indent}{key}: {_yaml_list([str(v) for v in value])}")
+        elif isinstance(value, bool):
+            lines.append(f"{indent}{key}: {str(value).lower()}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
+
+
+def _render_document(entry: ZooEntry, document: Mapping[str, Any]) -> str:
+    """A card in a family's own sections (``card_document``): the shared header fields, the family's YAML, the
+    title, the introduction and each ``(heading, markdown)`` section."""
+    header = [
+        "---",
+        "library_name: vl_hub",
+        f"license: {entry.details.get('license') or _LICENSES.get(entry.family, 'other')}",
+    ]
+    if document.get("pipeline_tag"):
+        header.append(f"pipeline_tag: {document['pipeline_tag']}")
+    header.extend(_yaml_block(document.get("header") or {}))
+    header.append("---")
+    body = [f"# {document['title']}", "", document["intro"], ""]
+    for heading, text in document["sections"]:
+        body.extend([f"## {heading}", "", text.rstrip("\n"), ""])
+    return "\n".join(header) + "\n\n" + "\n".join(body)
+
+
 def _card_text(entry: ZooEntry) -> Any:
     """The family catalogue module of ``entry``: it holds the family's card text (see :func:`render_model_card`)."""
     try:
@@ -482,10 +521,17 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
     * ``CARD_INTENDED_USE``: task -> sentence, overriding the family-neutral ones here;
     * ``CARD_CITATION``: the family's BibTeX (LAVIS's follows it).
 
+    A family whose cards use sections of their own defines ``card_document(entry) -> dict`` instead (``pipeline_tag``,
+    the rest of the YAML ``header``, ``title``, ``intro``, ``sections`` as ``(heading, markdown)`` pairs); the header's
+    shared fields and the layout still come from here. CLIP and ALPRO do.
+
     Args:
         name, model_type: the entry (see :func:`get_entry`).
     """
     entry = get_entry(name, model_type)
+    family = _card_text(entry)
+    if hasattr(family, "card_document"):
+        return _render_document(entry, family.card_document(entry))
     d = entry.details
     family_title = entry.family.upper()
     tags = ["vl_hub", entry.family, entry.task.split(" (")[0].replace(" ", "-"), "lavis", "vision-language"]
@@ -505,7 +551,6 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
         header.append(f"base_model: {base}")
     header.append("---")
 
-    family = _card_text(entry)
     usage = family.card_usage(entry) if hasattr(family, "card_usage") else ""
     intended_use = {**_INTENDED_USE, **getattr(family, "CARD_INTENDED_USE", {})}
     intended = intended_use.get(entry.task, f"{entry.task.capitalize()}.")
@@ -569,8 +614,10 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
 
 
 def card_path(entry: ZooEntry, folder: str | os.PathLike[str] = "model_cards") -> Path:
-    """``<folder>/<name>_<model_type>.md``."""
-    return Path(folder) / f"{entry.name}_{entry.model_type}.md"
+    """``<folder>/<name>_<model_type>.md``, or the file the entry names as its ``model_card`` (several entries may
+    share one card, e.g. ``clip`` and ``clip_feature_extractor`` of one OpenAI model)."""
+    card = entry.details.get("model_card")
+    return Path(folder) / (Path(card).name if card else f"{entry.name}_{entry.model_type}.md")
 
 
 def write_model_cards(folder: str | os.PathLike[str] = "model_cards", family: str = "blip") -> list[Path]:
@@ -586,6 +633,8 @@ def write_model_cards(folder: str | os.PathLike[str] = "model_cards", family: st
         raise UnknownModelError(f"no catalogue entries of family {family!r}; families: {', '.join(families)}")
     for entry in entries:
         path = card_path(entry, folder)
+        if path in written:  # a card shared by several entries renders the same text for each
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render_model_card(entry.name, entry.model_type), encoding="utf-8")
         written.append(path)

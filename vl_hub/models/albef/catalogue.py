@@ -355,8 +355,10 @@ def card_extra_settings(entry: Any) -> list[str]:
         return []
     config = entry.config()
     return [
-        f"`use_distill={config.use_distill!r}` (momentum copies `*_m`, `momentum={config.momentum!r}`, "
-        f"`alpha={config.alpha!r}`)"
+        (
+            f"`use_distill={config.use_distill!r}` (momentum copies `*_m`, `momentum={config.momentum!r}`, "
+            f"`alpha={config.alpha!r}`)"
+        )
     ]
 
 
