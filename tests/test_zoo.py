@@ -1,5 +1,5 @@
 """The model catalogue (``vl_hub.zoo``): listing, lookup errors, loading by repository id from a local Hub cache, the
-offline error that says how to convert, catalogue discovery, and the BLIP model cards."""
+offline error that says how to convert, catalogue discovery, and every family's model cards."""
 
 from __future__ import annotations
 
@@ -212,19 +212,85 @@ def _header(text: str) -> dict[str, Any]:
     return yaml.safe_load(match.group(1))
 
 
-@pytest.mark.parametrize("key", sorted(BLIP_ENTRIES))
-def test_every_blip_entry_has_its_card(key: tuple[str, str]) -> None:
-    path = CARDS / f"{key[0]}_{key[1]}.md"
-    assert path.is_file(), f"{path} is missing: run `python -m vl_hub.zoo cards --family blip`"
+_CATALOGUE_KEYS = sorted(zoo.get_catalogue())
+
+# the license of each family's original release, as its cards declare it
+_FAMILY_LICENSES = {"blip": "bsd-3-clause", "albef": "bsd-3-clause", "alpro": "bsd-3-clause", "clip": "mit"}
+# families whose committed cards use their own sections (``card_document``), not ``model_cards/TEMPLATE.md``'s
+_OWN_SECTIONS = ("Architecture", "Source and conversion", "Results", "How to use", "Intended use", "Limitations")
+_OWN_LAYOUT = {"alpro", "clip"}
+# the Hub has no pipeline tag for text-video retrieval; these committed cards carry none
+_NO_PIPELINE_TAG = {("alpro_retrieval", "didemo"), ("alpro_retrieval", "msrvtt")}
+
+
+@pytest.mark.parametrize("key", _CATALOGUE_KEYS, ids=":".join)
+def test_every_entry_has_its_card(key: tuple[str, str]) -> None:
+    """The committed card of every catalogue entry is exactly what ``render_model_card`` writes."""
+    entry = zoo.get_entry(*key)
+    path = zoo.card_path(entry, CARDS)
+    command = f"python -m vl_hub.zoo cards --family {entry.family}"
+    assert path.is_file(), f"{path} is missing: run `{command}`"
     text = path.read_text(encoding="utf-8")
-    assert text == zoo.render_model_card(*key), f"{path} is stale: run `python -m vl_hub.zoo cards --family blip`"
-    header = _header(text)
-    assert header["library_name"] == "vl_hub" and header["license"] == "bsd-3-clause"
-    assert "blip" in header["tags"] and header["pipeline_tag"] and header["datasets"]
-    entry = BLIP_CATALOGUE[key]
-    assert entry.convert_command in text and entry.source_url in text and entry.repo_id in text
+    assert text == zoo.render_model_card(*key), f"{path} is stale: run `{command}`"
+    assert entry.source_url in text and entry.repo_id in text
+    if path.stem == f"{key[0]}_{key[1]}":  # a shared card (CLIP's two names) shows its first entry's command
+        assert entry.convert_command in text
     headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
-    assert headings == list(zoo.CARD_SECTIONS)
+    assert headings == list(_OWN_SECTIONS if entry.family in _OWN_LAYOUT else zoo.CARD_SECTIONS)
+
+
+@pytest.mark.parametrize("key", _CATALOGUE_KEYS, ids=":".join)
+def test_card_header_names_library_license_family_and_pipeline(key: tuple[str, str]) -> None:
+    entry = zoo.get_entry(*key)
+    header = _header(zoo.render_model_card(*key))
+    assert header["library_name"] == "vl_hub" and header["license"] == _FAMILY_LICENSES[entry.family]
+    assert entry.family in header["tags"] and "vl_hub" in header["tags"]
+    assert ("pipeline_tag" not in header) if key in _NO_PIPELINE_TAG else header["pipeline_tag"]
+
+
+def test_every_family_has_card_checks() -> None:
+    """A new family's cards join the checks above (add its license to ``_FAMILY_LICENSES``)."""
+    assert {e.family for e in zoo.get_catalogue().values()} == set(_FAMILY_LICENSES)
+
+
+def test_clip_names_share_one_card_per_model() -> None:
+    """``clip`` and ``clip_feature_extractor`` are the same OpenAI weights: one card documents both."""
+    for model_type in ("RN50", "ViT-B-16", "ViT-B-32", "ViT-L-14", "ViT-L-14-336"):
+        zero_shot, features = zoo.get_entry("clip", model_type), zoo.get_entry("clip_feature_extractor", model_type)
+        assert zoo.card_path(zero_shot) == zoo.card_path(features) == Path("model_cards") / f"clip_{model_type}.md"
+        card = zoo.render_model_card("clip_feature_extractor", model_type)
+        assert card == zoo.render_model_card("clip", model_type) and features.repo_id in card
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILY_LICENSES))
+def test_write_model_cards_rewrites_the_committed_cards(family: str, tmp_path: Path) -> None:
+    written = zoo.write_model_cards(tmp_path, family=family)
+    assert len(written) == len(set(written))
+    for path in written:
+        assert path.read_text(encoding="utf-8") == (CARDS / path.name).read_text(encoding="utf-8")
+    with pytest.raises(zoo.UnknownModelError, match="families: albef, alpro, blip, clip"):
+        zoo.write_model_cards(tmp_path, family="blip2")
+
+
+@pytest.mark.slow
+def test_alpro_card_parameter_counts_are_the_heads() -> None:
+    """The parameter counts ALPRO's cards state are those of the built heads (builds four full-size models)."""
+    from vl_hub.models.alpro.catalogue import ALPRO_CATALOGUE, card_parameters
+
+    for entry in ALPRO_CATALOGUE.values():
+        model = entry.head_class()(entry.config())
+        counts = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
+        counts.update({name: p.numel() for name, p in model.named_parameters(recurse=False)})
+        assert counts == card_parameters(entry), entry.spec
+
+
+def test_family_text_stays_in_its_family() -> None:
+    """BLIP's MED tokens and ALBEF's fusion layers appear on their own family's cards only."""
+    albef = zoo.render_model_card("albef_vqa", "vqav2")
+    assert "[DEC]" not in albef and "MED" not in albef and "BLIP" not in albef
+    assert "layers 6-11 add cross-attention" in albef and "li2021albef" in albef and "li-etal-2023-lavis" in albef
+    blip = zoo.render_model_card("blip_vqa", "vqav2")
+    assert "ALBEF" not in blip and "(+ `[DEC]`, `[ENC]`)" in blip and "li2022blip" in blip
 
 
 def test_template_has_the_card_sections_and_a_parsable_header() -> None:

@@ -14,7 +14,8 @@ Public functions (also ``vl_hub.list_models`` / ``vl_hub.load_model`` / ``vl_hub
   :class:`ModelNotAvailableError` says which repository was looked for, where the original checkpoint is and the
   ``vl-hub convert`` command that builds the folder;
 * :func:`render_model_card` / :func:`write_model_cards` -- the ``model_cards/<name>_<model_type>.md`` cards
-  (``python -m vl_hub.zoo cards [--family blip]`` rewrites them).
+  (``python -m vl_hub.zoo cards [--family blip]`` rewrites them); the layout is here, the family's text in its
+  ``catalogue.py`` (see :func:`render_model_card`).
 """
 
 from __future__ import annotations
@@ -361,65 +362,19 @@ CARD_SECTIONS: tuple[str, ...] = (
     "Citation",
 )
 
-_CITATIONS = {
-    "blip": (
-        "@inproceedings{li2022blip,\n"
-        "  title={BLIP: Bootstrapping Language-Image Pre-training for Unified Vision-Language Understanding and "
-        "Generation},\n"
-        "  author={Junnan Li and Dongxu Li and Caiming Xiong and Steven Hoi},\n"
-        "  booktitle={ICML},\n"
-        "  year={2022}\n"
-        "}\n"
-        "@inproceedings{li-etal-2023-lavis,\n"
-        "  title={LAVIS: A One-stop Library for Language-Vision Intelligence},\n"
-        "  author={Dongxu Li and Junnan Li and Hung Le and Guangsen Wang and Silvio Savarese and Steven C.H. Hoi},\n"
-        "  booktitle={ACL (System Demonstrations)},\n"
-        "  year={2023}\n"
-        "}"
-    ),
-}
-
-# what the family's tests verify about its conversion (stated on its cards)
-_PARITY = {
-    "blip": (
-        " vl_hub's BLIP heads reproduce LAVIS's outputs on golden fixtures produced by the original code (atol 1e-4, "
-        "generated ids exactly)."
-    ),
-}
+# LAVIS itself, cited after the family's own work on every card of a LAVIS model
+_LAVIS_CITATION = (
+    "@inproceedings{li-etal-2023-lavis,\n"
+    "  title={LAVIS: A One-stop Library for Language-Vision Intelligence},\n"
+    "  author={Dongxu Li and Junnan Li and Hung Le and Guangsen Wang and Silvio Savarese and Steven C.H. Hoi},\n"
+    "  booktitle={ACL (System Demonstrations)},\n"
+    "  year={2023}\n"
+    "}"
+)
 
 _LICENSES = {"blip": "bsd-3-clause", "albef": "bsd-3-clause", "alpro": "bsd-3-clause", "clip": "mit"}
 
-# per head: the lines after ``model, processor = vl_hub.load_model_and_processor(...)``
-_USAGE = {
-    "BlipForConditionalGeneration": (
-        'inputs = processor(images=image, return_tensors="pt")\n'
-        'print(model.caption(inputs["pixel_values"], processor, num_beams=3, max_length=20, min_length=5))'
-    ),
-    "BlipForQuestionAnswering": (
-        'inputs = processor(images=image, text="what is in the picture?", text_mode="question")\n'
-        'answer_ids = model.generate_answers(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])\n'
-        "print(processor.batch_decode(answer_ids))"
-    ),
-    "BlipForImageTextRetrieval": (
-        'inputs = processor(images=image, text="a dog running on grass", text_mode="caption")\n'
-        'match = model(**inputs, match_head="itm").itm_logits.softmax(-1)[:, 1]  # P(match)\n'
-        'similarity = model(**inputs, match_head="itc").itc_sim  # cosine of the ITC features'
-    ),
-    "BlipForNLVR": (
-        'pixels = processor(images=[image_left, image_right])["pixel_values"]\n'
-        'text = processor(text="the left image has more dogs than the right one", text_mode="caption")\n'
-        "logits = model(pixel_values_0=pixels[:1], pixel_values_1=pixels[1:], **text).logits  # true / false"
-    ),
-    "BlipModel": (
-        'inputs = processor(images=image, text="a dog running on grass", text_mode="caption")\n'
-        'features = model.extract_features(**inputs, mode="multimodal")  # or mode="image" / "text"'
-    ),
-    "BlipForPreTraining": (
-        'batch = processor(images=images, text=captions, text_mode="caption")\n'
-        "loss = model(**batch).loss  # ITC + ITM + LM, LAVIS BlipPretrain"
-    ),
-}
-
+# task -> the "Intended use" sentence, family-neutral; a family's ``CARD_INTENDED_USE`` overrides it
 _INTENDED_USE = {
     "image captioning": "Generating English captions for natural images (COCO-style descriptions).",
     "image-text retrieval": (
@@ -430,8 +385,53 @@ _INTENDED_USE = {
     "visual question answering": "Answering short English questions about an image (answer generation or ranking).",
     "visual reasoning (NLVR2)": "Deciding whether an English statement is true of a pair of images (NLVR2).",
     "feature extraction": "Unimodal and multimodal image/text features for retrieval, probing and downstream heads.",
-    "pretraining": "Continuing BLIP pre-training (ITC + ITM + LM) or initialising fine-tuning on a new task.",
 }
+
+
+def _yaml_block(mapping: Mapping[str, Any], indent: str = "") -> list[str]:
+    """The card header's YAML, as the committed cards write it: top-level lists one item a line, nested lists inline,
+    plain scalars unquoted."""
+    lines = []
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            lines.append(f"{indent}{key}:")
+            lines.extend(_yaml_block(value, indent + "  "))
+        elif isinstance(value, (list, tuple)) and not indent:
+            lines.append(f"{key}:")
+            lines.extend(f"- {item}" for item in value)
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{indent}{key}: {_yaml_list([str(v) for v in value])}")
+        elif isinstance(value, bool):
+            lines.append(f"{indent}{key}: {str(value).lower()}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
+
+
+def _render_document(entry: ZooEntry, document: Mapping[str, Any]) -> str:
+    """A card in a family's own sections (``card_document``): the shared header fields, the family's YAML, the
+    title, the introduction and each ``(heading, markdown)`` section."""
+    header = [
+        "---",
+        "library_name: vl_hub",
+        f"license: {entry.details.get('license') or _LICENSES.get(entry.family, 'other')}",
+    ]
+    if document.get("pipeline_tag"):
+        header.append(f"pipeline_tag: {document['pipeline_tag']}")
+    header.extend(_yaml_block(document.get("header") or {}))
+    header.append("---")
+    body = [f"# {document['title']}", "", document["intro"], ""]
+    for heading, text in document["sections"]:
+        body.extend([f"## {heading}", "", text.rstrip("\n"), ""])
+    return "\n".join(header) + "\n\n" + "\n".join(body)
+
+
+def _card_text(entry: ZooEntry) -> Any:
+    """The family catalogue module of ``entry``: it holds the family's card text (see :func:`render_model_card`)."""
+    try:
+        return importlib.import_module(f"vl_hub.models.{entry.family}.catalogue")
+    except ModuleNotFoundError:  # a plain-dict catalogue registered some other way: family-neutral text only
+        return SimpleNamespace()
 
 
 def _yaml_list(values: Sequence[str]) -> str:
@@ -481,19 +481,18 @@ def _architecture(entry: ZooEntry) -> str:
             f"{vision.get('num_hidden_layers')} blocks, {vision.get('num_attention_heads')} heads, "
             f"{vision.get('image_size')} px input, stochastic depth {vision.get('drop_path_rate', 0.0)}."
         )
-    if text:
-        lines.append(
-            f"- Text: BERT-base multimodal encoder/decoder (MED), {text.get('num_hidden_layers')} layers, hidden "
-            f"{text.get('hidden_size')}, vocabulary {text.get('vocab_size')} (`[DEC]` = {text.get('bos_token_id')}, "
-            f"`[ENC]` = {text.get('enc_token_id')}), cross-attention to the image tokens in every layer."
-        )
-    settings = {
-        k: config[k]
+    family = _card_text(entry)
+    if text and hasattr(family, "card_text_tower"):
+        lines.append(f"- Text: {family.card_text_tower(entry)}")
+    settings = [
+        f"`{k}={config[k]!r}`"
         for k in ("embed_dim", "max_txt_len", "prompt", "k_test", "queue_size", "num_answer_candidates", "num_labels")
         if k in config and config[k] not in (None, "")
-    }
+    ]
+    if hasattr(family, "card_extra_settings"):
+        settings.extend(family.card_extra_settings(entry))
     if settings:
-        lines.append("- Settings: " + ", ".join(f"`{k}={v!r}`" for k, v in settings.items()) + ".")
+        lines.append("- Settings: " + ", ".join(settings) + ".")
     training = entry.details.get("training") or {}
     if training:
         lines.append(
@@ -511,10 +510,28 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
     """The model card (``model_cards/TEMPLATE.md`` filled in) of a catalogue entry, as Markdown with a YAML header
     (``library_name``, ``tags``, ``license``, ``datasets``, ``pipeline_tag``, ``base_model``).
 
+    The layout (header, headings, source / conversion / results / limitations lines) is shared; what differs per
+    family comes from the family's ``vl_hub/models/<family>/catalogue.py``, each piece optional:
+
+    * ``card_text_tower(entry) -> str``: the ``- Text:`` architecture line;
+    * ``card_extra_settings(entry) -> list[str]``: settings listed after the shared ``embed_dim``, ``max_txt_len``, ...;
+    * ``CARD_TOKENIZER_NOTE``: what follows the tokenizer URL (added tokens);
+    * ``CARD_CONVERSION_NOTE``: appended to the conversion paragraph (what the family's tests verify);
+    * ``card_usage(entry) -> str``: the snippet lines after ``vl_hub.load_model_and_processor(...)``;
+    * ``CARD_INTENDED_USE``: task -> sentence, overriding the family-neutral ones here;
+    * ``CARD_CITATION``: the family's BibTeX (LAVIS's follows it).
+
+    A family whose cards use sections of their own defines ``card_document(entry) -> dict`` instead (``pipeline_tag``,
+    the rest of the YAML ``header``, ``title``, ``intro``, ``sections`` as ``(heading, markdown)`` pairs); the header's
+    shared fields and the layout still come from here. CLIP and ALPRO do.
+
     Args:
         name, model_type: the entry (see :func:`get_entry`).
     """
     entry = get_entry(name, model_type)
+    family = _card_text(entry)
+    if hasattr(family, "card_document"):
+        return _render_document(entry, family.card_document(entry))
     d = entry.details
     family_title = entry.family.upper()
     tags = ["vl_hub", entry.family, entry.task.split(" (")[0].replace(" ", "-"), "lavis", "vision-language"]
@@ -534,8 +551,11 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
         header.append(f"base_model: {base}")
     header.append("---")
 
-    usage = _USAGE.get(entry.head, "")
-    intended = _INTENDED_USE.get(entry.task, f"{entry.task.capitalize()}.")
+    usage = family.card_usage(entry) if hasattr(family, "card_usage") else ""
+    intended_use = {**_INTENDED_USE, **getattr(family, "CARD_INTENDED_USE", {})}
+    intended = intended_use.get(entry.task, f"{entry.task.capitalize()}.")
+    tokenizer_note = getattr(family, "CARD_TOKENIZER_NOTE", "")
+    citation = getattr(family, "CARD_CITATION", None)
     sections = {
         "Architecture": _architecture(entry),
         "Source checkpoint": "\n".join(
@@ -544,7 +564,7 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
                 f"- Original weights: {entry.source_url}",
                 f"- Fine-tuned from: {d['pretrained_url']}" if d.get("pretrained_url") else "",
                 f"- LAVIS configuration: `{d['lavis_config']}`" if d.get("lavis_config") else "",
-                f"- Tokenizer: {d['tokenizer_url']} (+ `[DEC]`, `[ENC]`)" if d.get("tokenizer_url") else "",
+                f"- Tokenizer: {d['tokenizer_url']} {tokenizer_note}".rstrip() if d.get("tokenizer_url") else "",
                 f"- Converted weights are expected at the Hub repository `{entry.repo_id}`.",
             )
             if line
@@ -556,7 +576,7 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
             "```\n\n"
             "The conversion maps the original parameter names onto the vl_hub head (LAVIS's own names), drops training "
             "state the head does not have (logged), checks tied weights and refuses missing or unexpected tensors."
-            + _PARITY.get(entry.family, "")
+            + getattr(family, "CARD_CONVERSION_NOTE", "")
             + "\n"
             if entry.convert_command
             else "See the family's conversion module.\n"
@@ -578,7 +598,9 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
             "- The results above are the original authors' numbers; vl_hub verifies the conversion numerically on "
             "LAVIS's outputs, not by re-running the benchmarks.\n"
         ),
-        "Citation": f"```bibtex\n{_CITATIONS.get(entry.family, 'See the original publication.')}\n```\n",
+        "Citation": (
+            f"```bibtex\n{citation}\n{_LAVIS_CITATION}\n```\n" if citation else "See the original publication.\n"
+        ),
     }
     title = f"# {entry.spec} -- {family_title} {entry.task} (`{entry.head}`)"
     summary = (
@@ -592,8 +614,10 @@ def render_model_card(name: str, model_type: str | None = None) -> str:
 
 
 def card_path(entry: ZooEntry, folder: str | os.PathLike[str] = "model_cards") -> Path:
-    """``<folder>/<name>_<model_type>.md``."""
-    return Path(folder) / f"{entry.name}_{entry.model_type}.md"
+    """``<folder>/<name>_<model_type>.md``, or the file the entry names as its ``model_card`` (several entries may
+    share one card, e.g. ``clip`` and ``clip_feature_extractor`` of one OpenAI model)."""
+    card = entry.details.get("model_card")
+    return Path(folder) / (Path(card).name if card else f"{entry.name}_{entry.model_type}.md")
 
 
 def write_model_cards(folder: str | os.PathLike[str] = "model_cards", family: str = "blip") -> list[Path]:
@@ -609,6 +633,8 @@ def write_model_cards(folder: str | os.PathLike[str] = "model_cards", family: st
         raise UnknownModelError(f"no catalogue entries of family {family!r}; families: {', '.join(families)}")
     for entry in entries:
         path = card_path(entry, folder)
+        if path in written:  # a card shared by several entries renders the same text for each
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render_model_card(entry.name, entry.model_type), encoding="utf-8")
         written.append(path)

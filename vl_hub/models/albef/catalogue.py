@@ -23,7 +23,18 @@ from typing import Any
 
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 
-__all__ = ["ALBEF_CATALOGUE", "AlbefCatalogueEntry", "lookup"]
+__all__ = [
+    "ALBEF_CATALOGUE",
+    "CARD_CITATION",
+    "CARD_CONVERSION_NOTE",
+    "CARD_INTENDED_USE",
+    "CARD_TOKENIZER_NOTE",
+    "AlbefCatalogueEntry",
+    "card_extra_settings",
+    "card_text_tower",
+    "card_usage",
+    "lookup",
+]
 
 _LAVIS = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/ALBEF"
 _ALBEF = "https://storage.googleapis.com/sfr-pcl-data-research/ALBEF"
@@ -260,3 +271,134 @@ def lookup(model_type: str) -> AlbefCatalogueEntry:
         valid = ", ".join(f"{n}:{t}" for n, t in ALBEF_CATALOGUE)
         raise KeyError(f"unknown ALBEF model type {model_type!r}; valid: {valid}")
     return ALBEF_CATALOGUE[(name, kind)]
+
+
+# ---------------------------------------------------------------------------------------------- model card text
+# What ``vl_hub.zoo.render_model_card`` writes about ALBEF into ``model_cards/TEMPLATE.md``'s sections; the template
+# itself (headings, header, source / results / limitations lines) is shared and lives in ``vl_hub/zoo.py``.
+
+#: appended to the ``Tokenizer:`` line of the card
+CARD_TOKENIZER_NOTE = "(no added tokens)"
+
+#: what the family's tests verify about its conversion, appended to the card's conversion paragraph
+CARD_CONVERSION_NOTE = (
+    " vl_hub's ALBEF heads reproduce LAVIS's outputs on golden fixtures produced by the original code (feature "
+    "extractor, retrieval `compute_sim_matrix` incl. momentum copies and queues, VQA answer ranking, NLVR2, SNLI-VE; "
+    "atol 1e-4, ids exactly). No real ALBEF checkpoint was converted while writing this card.\n"
+    "A `BertForMaskedLM` text encoder (`text_encoder.bert.*`) is read as `text_encoder.*` by the heads with a plain "
+    "BERT (LAVIS's `rename_text_keys`); momentum copies (`*_m`) and queues are kept by the heads that train with them."
+)
+
+#: task -> the card's "Intended use" sentence, where ALBEF's differs from the family-neutral one in ``vl_hub.zoo``
+CARD_INTENDED_USE = {
+    "visual entailment": "Deciding whether an image entails, contradicts or leaves open an English hypothesis (SNLI-VE).",
+    "pretraining": (
+        "Continuing ALBEF pre-training (ITC + ITM + MLM with momentum distillation) or initialising fine-tuning on a "
+        "new task."
+    ),
+}
+
+CARD_CITATION = (
+    "@inproceedings{li2021albef,\n"
+    "  title={Align before Fuse: Vision and Language Representation Learning with Momentum Distillation},\n"
+    "  author={Junnan Li and Ramprasaath R. Selvaraju and Akhilesh Deepak Gotmare and Shafiq Joty and Caiming Xiong "
+    "and Steven Hoi},\n"
+    "  booktitle={NeurIPS},\n"
+    "  year={2021}\n"
+    "}"
+)
+
+_RETRIEVAL_USAGE = (
+    'inputs = processor(images=image, text="a dog running on grass", text_mode="caption")\n'
+    'match = model(**inputs, match_head="itm").itm_logits.softmax(-1)[:, 1]  # P(match)\n'
+    'similarity = model(**inputs, match_head="itc").itc_sim  # cosine of the ITC features\n'
+    "# a whole gallery: ITC ranking, ITM re-scoring of each query's top k_test (LAVIS compute_sim_matrix)\n"
+    "scores = model.retrieval_scores(pixel_values, input_ids, attention_mask)  # .score_i2t (N, M), .score_t2i (M, N)"
+)
+
+
+def card_text_tower(entry: Any) -> str:
+    """The card's ``- Text:`` line (after the label) for a ``vl_hub.zoo.ZooEntry`` of this family: the BERT with its
+    text-only and fusion layers, plus what the head adds (NLVR2 layer pairs, MLM head, VQA answer decoder)."""
+    config = entry.config()
+    text = config.text_config
+    layers, fusion = text.num_hidden_layers, text.fusion_layer
+    line = (
+        f"BERT-base, {layers} layers (layers 0-{fusion - 1} encode the text alone, layers {fusion}-{layers - 1} add "
+        f"cross-attention to the image tokens), hidden {text.hidden_size}, vocabulary {text.vocab_size} (plain "
+        "`bert-base-uncased`: `[CLS]` first everywhere, no added tokens)."
+    )
+    if entry.head == "AlbefForNLVR":
+        pairs = f"({fusion}, {fusion + 1}), ({fusion + 2}, {fusion + 3}), ... ({layers - 2}, {layers - 1})"
+        line += (
+            f" NLVR2: fusion layer l attends image (l - {fusion}) % 2; the cross-attention key/value of layer pairs "
+            f"{pairs} are one set of parameters."
+        )
+    elif entry.head == "AlbefForPreTraining":
+        line += (
+            " The text encoder is a masked-LM BERT (`text_encoder.bert` + tied `text_encoder.cls` MLM head); "
+            f"{config.mlm_probability * 100:g} % MLM masking."
+        )
+    elif entry.head == "AlbefForQuestionAnswering":
+        line += (
+            f" Answer decoder: a {config.num_decoder_layers}-layer causal BERT, every layer cross-attending the "
+            f"question states; answers start with `[CLS]`; ranking keeps {config.num_answer_candidates} candidates by "
+            f"first-token probability, scored by their label-smoothed ({config.label_smoothing}) LM loss."
+        )
+    return line
+
+
+def card_extra_settings(entry: Any) -> list[str]:
+    """Settings the card lists after the shared ones: momentum distillation, for the heads whose LAVIS config sets
+    ``alpha``."""
+    if "alpha" not in entry.details["config"]:
+        return []
+    config = entry.config()
+    return [
+        (
+            f"`use_distill={config.use_distill!r}` (momentum copies `*_m`, `momentum={config.momentum!r}`, "
+            f"`alpha={config.alpha!r}`)"
+        )
+    ]
+
+
+def card_usage(entry: Any) -> str:
+    """The card's usage lines after ``model, processor = vl_hub.load_model_and_processor(...)`` (by head; lengths and
+    candidate counts from the entry's config)."""
+    config = entry.config()
+    max_len = config.max_txt_len
+    if entry.head == "AlbefModel":
+        return (
+            'inputs = processor(images=image, text="a dog running on grass", text_mode="caption")\n'
+            'features = model.extract_features(**inputs, mode="multimodal")  # or mode="image" / "text"\n'
+            f'image_feat = model.get_image_features(inputs["pixel_values"])  # (B, {config.embed_dim}), L2-normalised'
+        )
+    if entry.head == "AlbefForImageTextRetrieval":
+        return _RETRIEVAL_USAGE
+    if entry.head == "AlbefForQuestionAnswering":
+        return (
+            f'inputs = processor(images=image, text="what is the man holding?", text_mode="question", max_length={max_len})\n'
+            "answers = processor(text=answer_list)  # the candidate answers, [CLS] first\n"
+            'ranked = model.rank_answers(**inputs, answer_ids=answers["input_ids"],\n'
+            f'                            answer_attention_mask=answers["attention_mask"], num_candidates={config.num_answer_candidates})\n'
+            "print([answer_list[i] for i in ranked.pred_index.tolist()])  # LAVIS predict_answers\n"
+            "print(processor.batch_decode(model.generate_answers(**inputs)))  # free-form answers"
+        )
+    if entry.head == "AlbefForNLVR":
+        return (
+            'pixels = processor(images=[image_left, image_right])["pixel_values"]\n'
+            f'text = processor(text="the left image has more dogs than the right one", text_mode="caption", max_length={max_len})\n'
+            "logits = model(pixel_values_0=pixels[:1], pixel_values_1=pixels[1:], **text).logits  # false / true"
+        )
+    if entry.head == "AlbefForVisualEntailment":
+        labels = " / ".join(config.id2label[i] for i in sorted(config.id2label))
+        return (
+            f'inputs = processor(images=image, text="two dogs are playing outside", text_mode="caption", max_length={max_len})\n'
+            f"label = model(**inputs).logits.argmax(-1)  # model.config.id2label: {labels}"
+        )
+    if entry.head == "AlbefForPreTraining":
+        return (
+            f'batch = processor(images=images, text=captions, text_mode="caption", padding="max_length", max_length={max_len})\n'
+            f"loss = model(**batch, alpha={config.alpha!r}).loss  # ITC + ITM + MLM with momentum distillation, LAVIS AlbefPretrain"
+        )
+    return ""

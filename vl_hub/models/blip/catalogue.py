@@ -30,7 +30,18 @@ from typing import Any
 
 from vl_hub.models.blip.configuration_blip import BlipConfig
 
-__all__ = ["BLIP_CAPTION_PROMPT_IDS", "BLIP_CATALOGUE", "BlipCatalogueEntry", "lookup"]
+__all__ = [
+    "BLIP_CAPTION_PROMPT_IDS",
+    "BLIP_CATALOGUE",
+    "CARD_CITATION",
+    "CARD_CONVERSION_NOTE",
+    "CARD_INTENDED_USE",
+    "CARD_TOKENIZER_NOTE",
+    "BlipCatalogueEntry",
+    "card_text_tower",
+    "card_usage",
+    "lookup",
+]
 
 _BLIP = "https://storage.googleapis.com/sfr-vision-language-research/BLIP/models"
 _LAVIS = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP"
@@ -417,3 +428,79 @@ def lookup(model_type: str) -> BlipCatalogueEntry:
         valid = ", ".join(f"{n}:{t}" for n, t in BLIP_CATALOGUE)
         raise KeyError(f"unknown BLIP model type {model_type!r}; valid: {valid}")
     return BLIP_CATALOGUE[(name, kind)]
+
+
+# ---------------------------------------------------------------------------------------------- model card text
+# What ``vl_hub.zoo.render_model_card`` writes about BLIP into ``model_cards/TEMPLATE.md``'s sections; the template
+# itself (headings, header, source / results / limitations lines) is shared and lives in ``vl_hub/zoo.py``.
+
+#: appended to the ``Tokenizer:`` line of the card (the MED vocabulary adds two tokens to bert-base-uncased)
+CARD_TOKENIZER_NOTE = "(+ `[DEC]`, `[ENC]`)"
+
+#: what the family's tests verify about its conversion, appended to the card's conversion paragraph
+CARD_CONVERSION_NOTE = (
+    " vl_hub's BLIP heads reproduce LAVIS's outputs on golden fixtures produced by the original code (atol 1e-4, "
+    "generated ids exactly)."
+)
+
+#: task -> the card's "Intended use" sentence, where BLIP's differs from the family-neutral one in ``vl_hub.zoo``
+CARD_INTENDED_USE = {
+    "pretraining": "Continuing BLIP pre-training (ITC + ITM + LM) or initialising fine-tuning on a new task.",
+}
+
+CARD_CITATION = (
+    "@inproceedings{li2022blip,\n"
+    "  title={BLIP: Bootstrapping Language-Image Pre-training for Unified Vision-Language Understanding and "
+    "Generation},\n"
+    "  author={Junnan Li and Dongxu Li and Caiming Xiong and Steven Hoi},\n"
+    "  booktitle={ICML},\n"
+    "  year={2022}\n"
+    "}"
+)
+
+# per head: the lines after ``model, processor = vl_hub.load_model_and_processor(...)``
+_CARD_USAGE = {
+    "BlipForConditionalGeneration": (
+        'inputs = processor(images=image, return_tensors="pt")\n'
+        'print(model.caption(inputs["pixel_values"], processor, num_beams=3, max_length=20, min_length=5))'
+    ),
+    "BlipForQuestionAnswering": (
+        'inputs = processor(images=image, text="what is in the picture?", text_mode="question")\n'
+        'answer_ids = model.generate_answers(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])\n'
+        "print(processor.batch_decode(answer_ids))"
+    ),
+    "BlipForImageTextRetrieval": (
+        'inputs = processor(images=image, text="a dog running on grass", text_mode="caption")\n'
+        'match = model(**inputs, match_head="itm").itm_logits.softmax(-1)[:, 1]  # P(match)\n'
+        'similarity = model(**inputs, match_head="itc").itc_sim  # cosine of the ITC features'
+    ),
+    "BlipForNLVR": (
+        'pixels = processor(images=[image_left, image_right])["pixel_values"]\n'
+        'text = processor(text="the left image has more dogs than the right one", text_mode="caption")\n'
+        "logits = model(pixel_values_0=pixels[:1], pixel_values_1=pixels[1:], **text).logits  # true / false"
+    ),
+    "BlipModel": (
+        'inputs = processor(images=image, text="a dog running on grass", text_mode="caption")\n'
+        'features = model.extract_features(**inputs, mode="multimodal")  # or mode="image" / "text"'
+    ),
+    "BlipForPreTraining": (
+        'batch = processor(images=images, text=captions, text_mode="caption")\n'
+        "loss = model(**batch).loss  # ITC + ITM + LM, LAVIS BlipPretrain"
+    ),
+}
+
+
+def card_text_tower(entry: Any) -> str:
+    """The card's ``- Text:`` line (after the label) for a ``vl_hub.zoo.ZooEntry`` of this family: the MED text
+    transformer, read off the entry's config."""
+    text = entry.details["config"]["text_config"]
+    return (
+        f"BERT-base multimodal encoder/decoder (MED), {text.get('num_hidden_layers')} layers, hidden "
+        f"{text.get('hidden_size')}, vocabulary {text.get('vocab_size')} (`[DEC]` = {text.get('bos_token_id')}, "
+        f"`[ENC]` = {text.get('enc_token_id')}), cross-attention to the image tokens in every layer."
+    )
+
+
+def card_usage(entry: Any) -> str:
+    """The card's usage lines after ``model, processor = vl_hub.load_model_and_processor(...)`` (by head)."""
+    return _CARD_USAGE.get(entry.head, "")
