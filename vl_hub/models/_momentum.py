@@ -4,7 +4,8 @@ and ``SharedQueueMixin``).
 * :class:`MomentumMixin`: EMA copies ``*_m`` of submodules (copy, freeze, update; copies a checkpoint lacks start
   as copies of the online weights);
 * :func:`init_contrastive_state_`: the learned ITC temperature and the queues as LAVIS starts them;
-* :func:`concat_all_gather`: the features every process enqueues.
+* :func:`concat_all_gather`: the features every process enqueues; :func:`all_gather_with_grad` /
+  :func:`gather_local_first`: features of every process with their gradients flowing back to their owners.
 
 The losses themselves (ITC with queues and distillation, the EMA step, enqueueing) are tensor functions in
 :mod:`vl_hub.losses`.
@@ -13,7 +14,7 @@ The losses themselves (ITC with queues and distillation, the EMA step, enqueuein
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,13 @@ from transformers import initialization as init
 
 from vl_hub.losses import momentum_update_
 
-__all__ = ["MomentumMixin", "concat_all_gather", "init_contrastive_state_"]
+__all__ = [
+    "MomentumMixin",
+    "all_gather_with_grad",
+    "concat_all_gather",
+    "gather_local_first",
+    "init_contrastive_state_",
+]
 
 
 class MomentumMixin:
@@ -117,3 +124,51 @@ def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, tensor.contiguous())
     return torch.cat(gathered, dim=0)
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward hands each process the summed gradient of its own rows (LAVIS ``GatherLayer``);
+    works with every backend (gloo included)."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        import torch.distributed as dist
+
+        gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, local.contiguous())
+        return tuple(gathered)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        stacked = torch.stack(grads)
+        dist.all_reduce(stacked)
+        return stacked[dist.get_rank()]
+
+
+def all_gather_with_grad(local: torch.Tensor) -> torch.Tensor:
+    """``local (B, ...)`` of every process concatenated in rank order ``(P*B, ...)``, gradients flowing back to each
+    owner (LAVIS ``all_gather_with_grad``); ``local`` itself in a single process. Every process needs the same ``B``."""
+    if not _distributed():
+        return local
+    return torch.cat(_AllGatherWithGrad.apply(local), dim=0)
+
+
+def gather_local_first(local: torch.Tensor) -> torch.Tensor:
+    """``local (B, E)`` followed by the features of every other process (their gradients flow back to their owners);
+    ``local`` itself in a single process. LAVIS gathers in rank order; putting this process first only permutes the
+    columns, which changes neither the softmax losses nor the in-batch block the hard negatives come from."""
+    import torch.distributed as dist
+
+    if not _distributed():
+        return local
+    gathered = _AllGatherWithGrad.apply(local)
+    rank = dist.get_rank()
+    return torch.cat([local] + [g for i, g in enumerate(gathered) if i != rank], dim=0)

@@ -21,7 +21,7 @@ is ``text_encoder.*``, both renamed by ``convert_alpro_checkpoint.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ from vl_hub.losses import (
 from vl_hub.modeling_outputs import RetrievalScores
 from vl_hub.modeling_utils import VlHubPreTrainedModel
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
+from vl_hub.models._momentum import gather_local_first
 from vl_hub.models.alpro.configuration_alpro import AlproConfig
 from vl_hub.models.alpro.inputs import check_choice, check_same_batch, check_text, check_video
 from vl_hub.retrieval_scoring import itc_similarity, length_bucketed_scorer, rerank_top_k
@@ -466,40 +467,6 @@ class AlproModel(_AlproContrastiveMixin, AlproPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------- losses
-class _AllGatherWithGrad(torch.autograd.Function):
-    """``all_gather`` whose backward hands each process the summed gradient of its own rows (LAVIS ``GatherLayer``);
-    works with every backend (gloo included)."""
-
-    @staticmethod
-    def forward(ctx: Any, local: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        import torch.distributed as dist
-
-        gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, local.contiguous())
-        return tuple(gathered)
-
-    @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        stacked = torch.stack(grads)
-        dist.all_reduce(stacked)
-        return stacked[dist.get_rank()]
-
-
-def _gather_with_grad(local: torch.Tensor) -> torch.Tensor:
-    """``local (B, E)`` followed by the features of every other process (their gradients flow back to their owners);
-    ``local`` itself in a single process. LAVIS gathers in rank order; putting this process first only permutes the
-    columns, which changes neither the softmax losses nor the in-batch block the hard negatives come from."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return local
-    gathered = _AllGatherWithGrad.apply(local)
-    rank = dist.get_rank()
-    return torch.cat([local] + [g for i, g in enumerate(gathered) if i != rank], dim=0)
-
-
 def _video_text_contrastive_loss(
     video_feat: torch.Tensor, text_feat: torch.Tensor, temp: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -508,8 +475,8 @@ def _video_text_contrastive_loss(
     Returns:
         ``(loss (), sim_v2t (B, P*B), sim_t2v (B, P*B))`` with this process's block first.
     """
-    sim_v2t = video_feat @ _gather_with_grad(text_feat).t() / temp
-    sim_t2v = text_feat @ _gather_with_grad(video_feat).t() / temp
+    sim_v2t = video_feat @ gather_local_first(text_feat).t() / temp
+    sim_t2v = text_feat @ gather_local_first(video_feat).t() / temp
     with torch.no_grad():
         targets = contrastive_targets(video_feat.shape[0], sim_v2t.shape[1], device=sim_v2t.device, dtype=sim_v2t.dtype)
     loss = (soft_cross_entropy(sim_v2t, targets) + soft_cross_entropy(sim_t2v, targets)) / 2

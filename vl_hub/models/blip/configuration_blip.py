@@ -186,7 +186,8 @@ class BlipConfig(PreTrainedConfig):
         temp: initial ITC temperature (learned; clamped to [0.001, 0.5]).
         queue_size, momentum, alpha: ITC queue length, momentum-encoder EMA, distillation weight
             (retrieval and pre-training heads).
-        negative_all_rank: mine ITM hard negatives over all ranks (distributed retrieval training).
+        negative_all_rank: draw ITM hard negatives from the batches of every process (distributed retrieval training;
+            every process needs the same batch size).
         k_test: ITM re-ranking depth of the retrieval scorer.
         max_txt_len: tokenizer truncation length used by the processor for this head.
         prompt: captioning prompt (its tokens get label -100).

@@ -31,8 +31,10 @@ from torch import nn
 from vl_hub.layers.med import MedModel
 from vl_hub.layers.vit import VisionTransformer
 from vl_hub.losses import (
+    HardNegatives,
     clamp_temperature_,
     dequeue_and_enqueue_,
+    hard_negative_weights,
     image_text_contrastive_loss,
     itm_labels,
     itm_loss,
@@ -46,7 +48,7 @@ from vl_hub.modeling_outputs import (
 )
 from vl_hub.models._features import ImageTextFeaturesMixin
 from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel
-from vl_hub.models._momentum import concat_all_gather
+from vl_hub.models._momentum import all_gather_with_grad, concat_all_gather
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.convert_blip_checkpoint import TRAINING_STATE_PATTERNS
 from vl_hub.models.blip.inputs import (
@@ -263,6 +265,43 @@ class BlipModel(ImageTextFeaturesMixin, _BlipContrastiveMixin, BlipPreTrainedMod
 _concat_all_gather = concat_all_gather
 
 
+def _all_rank_negatives(
+    image_feat: torch.Tensor, text_feat: torch.Tensor, temp: torch.Tensor, idx: torch.Tensor | None
+) -> HardNegatives:
+    """LAVIS ``negative_all_rank``: one hard negative image per text and one text per image, drawn with probability
+    ``softmax(sim / temp)`` over the features of every process (same-id pairs excluded).
+
+    Args:
+        image_feat, text_feat: ``(B, E)`` this process's normalised features (every process the same ``B``).
+        temp: the ITC temperature.
+        idx: ``(B,)`` image ids, or ``None`` (each pair its own image: ids ``rank * B + b``).
+
+    Returns:
+        :class:`~vl_hub.losses.itm.HardNegatives` whose indices point into the rank-ordered gathered batch
+        ``(P * B)`` (:func:`~vl_hub.models._momentum.concat_all_gather` order).
+    """
+    import torch.distributed as dist
+
+    batch = image_feat.shape[0]
+    sizes = concat_all_gather(torch.tensor([batch], device=image_feat.device))
+    if bool((sizes != batch).any()):
+        raise ValueError(
+            f"negative_all_rank needs the same batch size on every process; got {sizes.tolist()}: drop the last "
+            "incomplete batch (drop_last=True) or set config.negative_all_rank=False"
+        )
+    ids = idx if idx is not None else torch.arange(batch, device=image_feat.device) + dist.get_rank() * batch
+    ids_world = concat_all_gather(ids)
+    with torch.no_grad():
+        sim_i2t = image_feat @ concat_all_gather(text_feat).t() / temp  # (B, P*B)
+        sim_t2i = text_feat @ concat_all_gather(image_feat).t() / temp
+        weights_t2i = hard_negative_weights(sim_t2i, ids, ids_world)
+        weights_i2t = hard_negative_weights(sim_i2t, ids, ids_world)
+    return HardNegatives(
+        image_for_text=torch.multinomial(weights_t2i, 1).squeeze(1),
+        text_for_image=torch.multinomial(weights_i2t, 1).squeeze(1),
+    )
+
+
 class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin, BlipPreTrainedModel):
     """BLIP image-text retrieval: LAVIS ``BlipITM`` (inference) and ``BlipRetrieval`` (training).
 
@@ -281,9 +320,9 @@ class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin,
     in-batch similarities (never a same-``idx`` pair); ``loss = loss_itc + loss_itm``. Momentum update and
     enqueueing happen in training mode only, so evaluating the loss leaves the model untouched.
 
-    ``negative_all_rank`` (mine negatives over all processes) only changes anything with several processes; this
-    implementation supports one process (where both settings are identical) and raises when asked for it in a
-    multi-process run. Queues are filled with the features of every process (``all_gather``) as in LAVIS.
+    ``negative_all_rank`` (LAVIS): with several processes, the hard negatives are drawn from the batches of every
+    process (features gathered; the negative image tokens gathered with their gradients); on one process both
+    settings are identical. Queues are filled with the features of every process (``all_gather``) as in LAVIS.
     """
 
     _lavis_unused_state: ClassVar[tuple[str, ...]] = (r"^text_decoder\.",)
@@ -362,11 +401,8 @@ class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin,
             idx = idx.reshape(-1).to(device=input_ids.device, dtype=torch.long)
             if idx.numel() != batch:
                 raise ValueError(f"idx must hold one image id per pair ({batch}); got shape {tuple(idx.shape)}")
-        if self.config.negative_all_rank and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            raise NotImplementedError(
-                "negative_all_rank=True mines ITM negatives over all processes, which vl_hub does not implement; set "
-                "config.negative_all_rank=False (identical on one process)"
-            )
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        all_rank = self.config.negative_all_rank and distributed
         alpha = self.config.alpha if alpha is None else float(alpha)
         clamp_temperature_(self.temp)
 
@@ -402,14 +438,22 @@ class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin,
             )
 
         # ITM: positives, then (text b, hard negative image), then (image b, hard negative text), in one pass.
-        with torch.no_grad():
-            sim_i2t = image_feat @ text_feat.t() / self.temp
-            sim_t2i = text_feat @ image_feat.t() / self.temp
-        negatives = sample_hard_negatives(sim_i2t, sim_t2i, idx)
         enc_ids = with_first_token(input_ids, self.config.text_config.enc_token_id, "enc_token_id")
-        ids_all = torch.cat([enc_ids, enc_ids, enc_ids[negatives.text_for_image]], dim=0)
-        mask_all = torch.cat([attention_mask, attention_mask, attention_mask[negatives.text_for_image]], dim=0)
-        images_all = torch.cat([image_embeds, image_embeds[negatives.image_for_text], image_embeds], dim=0)
+        if all_rank:  # LAVIS negative_all_rank: negatives drawn from the batches of every process
+            negatives = _all_rank_negatives(image_feat, text_feat, self.temp, idx)
+            neg_images = all_gather_with_grad(image_embeds)[negatives.image_for_text]
+            neg_ids = concat_all_gather(enc_ids)[negatives.text_for_image]
+            neg_mask = concat_all_gather(attention_mask)[negatives.text_for_image]
+        else:
+            with torch.no_grad():
+                sim_i2t = image_feat @ text_feat.t() / self.temp
+                sim_t2i = text_feat @ image_feat.t() / self.temp
+            negatives = sample_hard_negatives(sim_i2t, sim_t2i, idx)
+            neg_images = image_embeds[negatives.image_for_text]
+            neg_ids, neg_mask = enc_ids[negatives.text_for_image], attention_mask[negatives.text_for_image]
+        ids_all = torch.cat([enc_ids, enc_ids, neg_ids], dim=0)
+        mask_all = torch.cat([attention_mask, attention_mask, neg_mask], dim=0)
+        images_all = torch.cat([image_embeds, neg_images, image_embeds], dim=0)
         states = self.text_encoder(
             input_ids=ids_all, attention_mask=mask_all, encoder_hidden_states=images_all, mode="multimodal"
         ).last_hidden_state
