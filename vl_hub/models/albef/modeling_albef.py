@@ -18,7 +18,6 @@ This module holds the base class and the two encoder heads:
 
 from __future__ import annotations
 
-import inspect
 import re
 from typing import Any, ClassVar
 
@@ -561,14 +560,10 @@ class AlbefForImageTextRetrieval(ContrastiveRetrievalHead, _AlbefEncodersMixin, 
 
         itm_score_fn = length_bucketed_scorer(pair_logits, attention_mask)
 
-        shards = {k: v for k, v in (("image_queries", image_queries), ("text_queries", text_queries)) if v is not None}
-        if shards and not set(shards) <= set(inspect.signature(rerank_top_k).parameters):
-            raise NotImplementedError(
-                "this vl_hub.retrieval_scoring.rerank_top_k scores every query; image_queries/text_queries need the "
-                "version that shards queries (update vl_hub) -- or score all queries and slice the result"
-            )
         k = self.config.k_test if k_test is None else k_test
-        return rerank_top_k(sim, itm_score_fn, k, pairs_per_call, reuse_itm, **shards)
+        return rerank_top_k(
+            sim, itm_score_fn, k, pairs_per_call, reuse_itm, image_queries=image_queries, text_queries=text_queries
+        )
 
     @torch.no_grad()
     def retrieval_scores(
