@@ -14,10 +14,9 @@ same keys/values and its own queries.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from vl_hub.layers.med import (
     CrossAttentionFactory,
@@ -25,19 +24,23 @@ from vl_hub.layers.med import (
     MedSettings,
     default_cross_attention_factory,
 )
-from vl_hub.losses import soft_cross_entropy
+from vl_hub.models._classification import (
+    NLVR_ID2LABEL,
+    NLVR_NUM_LABELS,
+    ClassifierMomentumMixin,
+    ImageTextClassificationOutput,
+    check_class_labels,
+    classification_output,
+    classify,
+    image_pair,
+    pair_image_embeds,
+)
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
-from vl_hub.models._momentum import MomentumMixin
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.models.albef.modeling_albef import (
     AlbefPreTrainedModel,
     _distill_weight,
     check_images,
-)
-from vl_hub.models.blip.modeling_blip_nlvr import (
-    ImageTextClassificationOutput,
-    build_classifier_head,
-    check_class_labels,
 )
 
 __all__ = [
@@ -53,9 +56,6 @@ AUTO_CLASSES: dict[str, tuple[str, ...]] = {
     "AlbefForNLVR": ("AutoModelForImagePairClassification",),
     "AlbefForVisualEntailment": ("AutoModelForImageTextClassification",),
 }
-
-NLVR_NUM_LABELS = 2
-"""NLVR2 is binary: label 1 means the sentence is true of the image pair."""
 
 #: state of a pre-training checkpoint that the classification heads do not have (fine-tuning starts from ALBEF.pth)
 _PRETRAINING_ONLY_STATE: tuple[str, ...] = (
@@ -104,61 +104,15 @@ def shared_key_value_pairs(prefix: str, fusion_layer: int, num_layers: int) -> d
 # --------------------------------------------------------------------------- shared pieces
 
 
-class _AlbefClassifierMixin(MomentumMixin):
+class _AlbefClassifierMixin(ClassifierMomentumMixin):
     """Momentum bookkeeping of the two classification heads (copies only with ``config.use_distill``)."""
 
     config: AlbefConfig
-
-    def momentum_names(self) -> tuple[tuple[str, str], ...]:
-        """``(online, momentum)`` submodule names; empty without ``config.use_distill``."""
-        return self._momentum_names if self.config.use_distill else ()
 
     @classmethod
     def lavis_unused_state_for(cls, config: AlbefConfig) -> tuple[str, ...]:
         """Without ``use_distill`` the head has no momentum copies: a checkpoint's ``*_m`` are dropped."""
         return () if config.use_distill else TRAINING_STATE_PATTERNS
-
-    def _loss(
-        self, logits: torch.Tensor, labels: torch.Tensor, alpha: float, momentum_logits: Any
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """CE, or with distillation in training mode ``(1 - alpha) * CE + alpha * CE(logits, softmax(logits_m))``;
-        ``momentum_logits()`` runs the EMA step and the momentum model (LAVIS order: update first)."""
-        loss = F.cross_entropy(logits, labels)
-        if not (self.config.use_distill and self.training):
-            return loss, None
-        logits_m = momentum_logits()
-        return (1 - alpha) * loss + alpha * soft_cross_entropy(logits, F.softmax(logits_m, dim=1)), logits_m
-
-
-def _image_pair(
-    config: AlbefConfig,
-    pixel_values: torch.Tensor | None,
-    pixel_values_0: torch.Tensor | None,
-    pixel_values_1: torch.Tensor | None,
-) -> tuple[torch.Tensor, int]:
-    """Both images of every example as one ViT batch ``(2B, 3, H, W)``: all first images, then all second ones."""
-    how = "pass pixel_values_0 and pixel_values_1 (batch, 3, H, W), or pixel_values of shape (batch, 2, 3, H, W)"
-    if pixel_values is not None:
-        if pixel_values_0 is not None or pixel_values_1 is not None:
-            raise ValueError(f"got pixel_values and pixel_values_0/pixel_values_1; {how}, not both")
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 5 or pixel_values.shape[1] != 2:
-            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-            raise ValueError(f"NLVR needs two images per example but pixel_values has shape {shape}; {how}")
-        batch = pixel_values.shape[0]
-        images = pixel_values.transpose(0, 1).reshape(2 * batch, *pixel_values.shape[2:])
-        return check_images(images, config, "pixel_values"), batch
-    if pixel_values_0 is None or pixel_values_1 is None:
-        given = [n for n, x in (("pixel_values_0", pixel_values_0), ("pixel_values_1", pixel_values_1)) if x is not None]
-        got = f"only {given[0]}" if given else "no images"
-        raise ValueError(f"NLVR needs two images per example, got {got}; {how}")
-    check_images(pixel_values_0, config, "pixel_values_0")
-    check_images(pixel_values_1, config, "pixel_values_1")
-    if pixel_values_0.shape != pixel_values_1.shape:
-        raise ValueError(
-            f"pixel_values_0 {tuple(pixel_values_0.shape)} and pixel_values_1 {tuple(pixel_values_1.shape)} must have "
-            "the same shape (one pair per example, both at the same resolution)"
-        )
-    return torch.cat([pixel_values_0, pixel_values_1], dim=0), pixel_values_0.shape[0]
 
 
 # --------------------------------------------------------------------------- heads
@@ -182,11 +136,6 @@ class AlbefForNLVR(_AlbefClassifierMixin, AlbefPreTrainedModel):
     """
 
     _lavis_unused_state: ClassVar[tuple[str, ...]] = _PRETRAINING_ONLY_STATE
-    _momentum_names: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("visual_encoder", "visual_encoder_m"),
-        ("text_encoder", "text_encoder_m"),
-        ("cls_head", "cls_head_m"),
-    )
 
     def __init__(self, config: AlbefConfig) -> None:
         super().__init__(config)
@@ -199,14 +148,9 @@ class AlbefForNLVR(_AlbefClassifierMixin, AlbefPreTrainedModel):
                 f"fusion_layer={text.fusion_layer} ({fusion_layers} fusion layers). ALBEF-base NLVR: 18 layers, "
                 "fusion_layer 6"
             )
-        self.visual_encoder = self.build_vision_encoder(config)
-        self.text_encoder = self.build_text_encoder(config, albef_nlvr_cross_attention_factory())
-        self.cls_head = build_classifier_head(config, NLVR_NUM_LABELS)
+        self._build_towers(NLVR_NUM_LABELS, albef_nlvr_cross_attention_factory)
         tied = shared_key_value_pairs("text_encoder", text.fusion_layer, text.num_hidden_layers)
         if config.use_distill:
-            self.visual_encoder_m = self.build_vision_encoder(config)
-            self.text_encoder_m = self.build_text_encoder(config, albef_nlvr_cross_attention_factory())
-            self.cls_head_m = build_classifier_head(config, NLVR_NUM_LABELS)
             tied.update(shared_key_value_pairs("text_encoder_m", text.fusion_layer, text.num_hidden_layers))
         # one tensor under two names: saved once, re-tied on load (transformers reads this before post_init)
         self._tied_weights_keys = tied
@@ -241,61 +185,41 @@ class AlbefForNLVR(_AlbefClassifierMixin, AlbefPreTrainedModel):
             :class:`ImageTextClassificationOutput` with ``logits (B, 2)``, ``encoder_last_hidden_state (B, L, H)``,
             ``image_embeds (B, 2, 1+N, D)`` and, with labels, ``loss`` (and ``logits_m`` when distilling).
         """
-        images, batch = _image_pair(self.config, pixel_values, pixel_values_0, pixel_values_1)
+        config = self.config
+        images, batch = image_pair(
+            pixel_values, pixel_values_0, pixel_values_1, lambda x, name: check_images(x, config, name)
+        )
         self.check_text(input_ids, attention_mask, batch_size=batch)
         if labels is not None:
-            labels = check_class_labels(labels, NLVR_NUM_LABELS, batch, {0: "False", 1: "True"})
+            labels = check_class_labels(labels, NLVR_NUM_LABELS, batch, NLVR_ID2LABEL)
         alpha = _distill_weight(self.config, alpha)
 
         image_embeds = self.visual_encoder(images)
-        encoder = self._encode(self.text_encoder, image_embeds, batch, input_ids, attention_mask,
-                               output_attentions, output_hidden_states)
-        hidden = encoder.last_hidden_state
-        logits = self.cls_head(hidden[:, 0])
+        encoder, logits = classify(
+            self.text_encoder,
+            self.cls_head,
+            input_ids,
+            attention_mask,
+            [image_embeds[:batch], image_embeds[batch:]],
+            output_attentions,
+            output_hidden_states,
+        )
         loss = logits_m = None
         if labels is not None:
             loss, logits_m = self._loss(
                 logits, labels, alpha, lambda: self._momentum_logits(images, batch, input_ids, attention_mask)
             )
-        return ImageTextClassificationOutput(
-            loss=loss,
-            logits=logits,
-            logits_m=logits_m,
-            encoder_last_hidden_state=hidden,
-            image_embeds=image_embeds.view(2, batch, *image_embeds.shape[1:]).transpose(0, 1),
-            hidden_states=encoder.hidden_states,
-            attentions=encoder.attentions,
-            cross_attentions=encoder.cross_attentions,
-        )
-
-    @staticmethod
-    def _encode(
-        text_encoder: torch.nn.Module,
-        image_embeds: torch.Tensor,
-        batch: int,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> Any:
-        # Every image token is valid (LAVIS passes all-ones masks), so no cross-attention mask is needed.
-        return text_encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=[image_embeds[:batch], image_embeds[batch:]],
-            mode="multimodal",
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+        return classification_output(encoder, logits, pair_image_embeds(image_embeds, batch), loss, logits_m)
 
     @torch.no_grad()
     def _momentum_logits(
         self, images: torch.Tensor, batch: int, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> torch.Tensor:
+        """EMA step, then the momentum model's logits ``(B, 2)`` for the ``(2B, 3, H, W)`` image batch."""
         self.momentum_update()
         image_embeds_m = self.visual_encoder_m(images)
-        hidden_m = self._encode(self.text_encoder_m, image_embeds_m, batch, input_ids, attention_mask).last_hidden_state
-        return self.cls_head_m(hidden_m[:, 0])
+        image_states_m = [image_embeds_m[:batch], image_embeds_m[batch:]]
+        return classify(self.text_encoder_m, self.cls_head_m, input_ids, attention_mask, image_states_m)[1]
 
 
 class AlbefForVisualEntailment(_AlbefClassifierMixin, AlbefPreTrainedModel):
@@ -313,11 +237,6 @@ class AlbefForVisualEntailment(_AlbefClassifierMixin, AlbefPreTrainedModel):
     """
 
     _lavis_unused_state: ClassVar[tuple[str, ...]] = _PRETRAINING_ONLY_STATE
-    _momentum_names: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("visual_encoder", "visual_encoder_m"),
-        ("text_encoder", "text_encoder_m"),
-        ("cls_head", "cls_head_m"),
-    )
 
     def __init__(self, config: AlbefConfig) -> None:
         super().__init__(config)
@@ -326,13 +245,7 @@ class AlbefForVisualEntailment(_AlbefClassifierMixin, AlbefPreTrainedModel):
                 f"AlbefForVisualEntailment needs at least 2 classes, got num_labels={config.num_labels}; set "
                 "AlbefConfig(id2label={0: 'entailment', 1: 'neutral', 2: 'contradiction'}) for SNLI-VE"
             )
-        self.visual_encoder = self.build_vision_encoder(config)
-        self.text_encoder = self.build_text_encoder(config)
-        self.cls_head = build_classifier_head(config, config.num_labels)
-        if config.use_distill:
-            self.visual_encoder_m = self.build_vision_encoder(config)
-            self.text_encoder_m = self.build_text_encoder(config)
-            self.cls_head_m = build_classifier_head(config, config.num_labels)
+        self._build_towers(config.num_labels)
         self.post_init()
         self.copy_params()
 
@@ -369,41 +282,27 @@ class AlbefForVisualEntailment(_AlbefClassifierMixin, AlbefPreTrainedModel):
         alpha = _distill_weight(self.config, alpha)
 
         image_embeds = self.visual_encoder(pixel_values)
-        encoder = self.text_encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=image_embeds,
-            mode="multimodal",
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+        encoder, logits = classify(
+            self.text_encoder,
+            self.cls_head,
+            input_ids,
+            attention_mask,
+            image_embeds,
+            output_attentions,
+            output_hidden_states,
         )
-        hidden = encoder.last_hidden_state
-        logits = self.cls_head(hidden[:, 0])
         loss = logits_m = None
         if labels is not None:
             loss, logits_m = self._loss(
                 logits, labels, alpha, lambda: self._momentum_logits(pixel_values, input_ids, attention_mask)
             )
-        return ImageTextClassificationOutput(
-            loss=loss,
-            logits=logits,
-            logits_m=logits_m,
-            encoder_last_hidden_state=hidden,
-            image_embeds=image_embeds,
-            hidden_states=encoder.hidden_states,
-            attentions=encoder.attentions,
-            cross_attentions=encoder.cross_attentions,
-        )
+        return classification_output(encoder, logits, image_embeds, loss, logits_m)
 
     @torch.no_grad()
     def _momentum_logits(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> torch.Tensor:
+        """EMA step, then the momentum model's logits ``(B, num_labels)``."""
         self.momentum_update()
-        hidden_m = self.text_encoder_m(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=self.visual_encoder_m(pixel_values),
-            mode="multimodal",
-        ).last_hidden_state
-        return self.cls_head_m(hidden_m[:, 0])
+        image_embeds_m = self.visual_encoder_m(pixel_values)
+        return classify(self.text_encoder_m, self.cls_head_m, input_ids, attention_mask, image_embeds_m)[1]

@@ -12,15 +12,10 @@ and mixes the two results (``output.dense0``/``output.dense1``, ``output.merge_l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache
-from transformers.utils import ModelOutput
 
 from vl_hub.layers.attention import check_attn_implementation
 from vl_hub.layers.med import (
@@ -28,11 +23,21 @@ from vl_hub.layers.med import (
     MedAttentionProjections,
     MedSettings,
 )
-from vl_hub.losses import soft_cross_entropy
+from vl_hub.models._classification import (
+    NLVR_ID2LABEL,
+    NLVR_NUM_LABELS,
+    ClassifierMomentumMixin,
+    ImageTextClassificationOutput,
+    build_classifier_head,
+    check_class_labels,
+    classification_output,
+    classify,
+    image_pair,
+    pair_image_embeds,
+)
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.inputs import check_pixel_values, check_text, with_first_token
 from vl_hub.models.blip.modeling_blip import BlipPreTrainedModel
-from vl_hub.models.blip.modeling_blip_pretrain import BlipMomentumMixin
 
 __all__ = [
     "AUTO_CLASSES",
@@ -46,81 +51,13 @@ __all__ = [
     "nlvr_cross_attention_factory",
 ]
 
+# ImageTextClassificationOutput, build_classifier_head and check_class_labels live in
+# vl_hub.models._classification (shared with ALBEF) and stay importable from here.
+
 AUTO_CLASSES = {
     "BlipForNLVR": ("AutoModelForImagePairClassification",),
     "BlipForImageTextClassification": ("AutoModelForImageTextClassification",),
 }
-
-NLVR_NUM_LABELS = 2
-"""NLVR2 is binary: label 1 means the sentence is true of the image pair."""
-
-
-@dataclass
-class ImageTextClassificationOutput(ModelOutput):
-    """Output of the BLIP classification heads (NLVR, visual entailment).
-
-    Attributes:
-        loss: ``()`` cross-entropy (mixed with the distillation term when distilling); only with ``labels``.
-        logits: ``(B, num_labels)`` class scores.
-        logits_m: ``(B, num_labels)`` momentum-model scores (distillation training steps only).
-        encoder_last_hidden_state: ``(B, L, H)`` image-grounded text encoder output (position 0 feeds ``cls_head``).
-        image_embeds: ViT tokens: ``(B, 1+N, D)`` (classification) or
-            ``(B, 2, 1+N, D)`` (NLVR: the two images of each example).
-        hidden_states: the text encoder's per-layer states (``output_hidden_states=True``).
-        attentions: the text encoder's self-attention probabilities (``output_attentions=True``).
-        cross_attentions: cross-attention probabilities per layer; for NLVR ``(B, 2, heads, L, 1+N)`` (one per image).
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    logits_m: torch.FloatTensor | None = None
-    encoder_last_hidden_state: torch.FloatTensor | None = None
-    image_embeds: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    cross_attentions: tuple[torch.FloatTensor | None, ...] | None = None
-
-
-# --------------------------------------------------------------------------- shared pieces
-
-
-def build_classifier_head(config: BlipConfig, num_labels: int) -> nn.Sequential:
-    """``Linear(H, C_h) -> ReLU -> Linear(C_h, num_labels)`` with ``C_h = config.classifier_hidden_size or H``.
-
-    ``H`` is the text hidden size; the module indices (``0``, ``2``) are LAVIS's ``cls_head`` names.
-    """
-    hidden = config.text_config.hidden_size
-    inner = config.classifier_hidden_size or hidden
-    return nn.Sequential(nn.Linear(hidden, inner), nn.ReLU(), nn.Linear(inner, num_labels))
-
-
-def check_class_labels(
-    labels: torch.Tensor, num_labels: int, batch_size: int, id2label: Mapping[int, str] | None = None
-) -> torch.Tensor:
-    """Validates ``labels: (B,)`` integer class indices in ``[0, num_labels)``; returns them as ``long``.
-
-    The error names the valid labels (with their names from ``id2label``) and the value received.
-    """
-    valid = ", ".join(
-        f"{i} ({id2label[i]})" if id2label is not None and i in id2label else str(i) for i in range(num_labels)
-    )
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != batch_size:
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(
-            f"labels must be a (batch={batch_size},) tensor of class indices, got {shape}; valid labels: {valid}"
-        )
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(
-            f"labels must be integer class indices (not {labels.dtype} scores or one-hot rows); valid labels: {valid}"
-        )
-    if labels.numel():
-        low, high = torch.aminmax(labels)  # one host sync per step
-        low, high = int(low), int(high)
-        if low < 0 or high >= num_labels:
-            bad = low if low < 0 else high
-            raise ValueError(f"label {bad} is out of range; valid labels: {valid}")
-    return labels.long()
-
 
 # --------------------------------------------------------------------------- NLVR twin cross-attention
 
@@ -270,39 +207,6 @@ class BlipForNLVR(BlipPreTrainedModel):
         self.cls_head = build_classifier_head(config, NLVR_NUM_LABELS)
         self.post_init()
 
-    def _image_pair(
-        self,
-        pixel_values: torch.Tensor | None,
-        pixel_values_0: torch.Tensor | None,
-        pixel_values_1: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, int]:
-        """Both images of every example as one ViT batch ``(2B, 3, H, W)`` (all first images, then all second)."""
-        how = "pass pixel_values of shape (batch, 2, 3, H, W) or both pixel_values_0 and pixel_values_1 (batch, 3, H, W)"
-        if pixel_values is not None:
-            if pixel_values_0 is not None or pixel_values_1 is not None:
-                raise ValueError(f"got pixel_values and pixel_values_0/pixel_values_1; {how}, not both")
-            if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 5 or pixel_values.shape[1] != 2:
-                shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-                raise ValueError(f"NLVR needs two images per example but pixel_values has shape {shape}; {how}")
-            check_pixel_values(pixel_values, self.config.vision_config)
-            batch = pixel_values.shape[0]
-            return pixel_values.transpose(0, 1).reshape(2 * batch, *pixel_values.shape[2:]), batch
-        if pixel_values_0 is None or pixel_values_1 is None:
-            given = "pixel_values_0" if pixel_values_0 is not None else "pixel_values_1" if pixel_values_1 is not None else None
-            got = f"only {given}" if given else "no images"
-            raise ValueError(f"NLVR needs two images per example, got {got}; {how}")
-        for name, images in (("pixel_values_0", pixel_values_0), ("pixel_values_1", pixel_values_1)):
-            if not isinstance(images, torch.Tensor) or images.dim() != 4:
-                shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-                raise ValueError(f"{name} must be (batch, 3, H, W) images, got {shape}; {how}")
-            check_pixel_values(images, self.config.vision_config)
-        if pixel_values_0.shape != pixel_values_1.shape:
-            raise ValueError(
-                f"pixel_values_0 {tuple(pixel_values_0.shape)} and pixel_values_1 {tuple(pixel_values_1.shape)} "
-                "must have the same shape (one pair per example, both at the same resolution)"
-            )
-        return torch.cat([pixel_values_0, pixel_values_1], dim=0), pixel_values_0.shape[0]
-
     def forward(
         self,
         pixel_values_0: torch.Tensor | None = None,
@@ -329,37 +233,29 @@ class BlipForNLVR(BlipPreTrainedModel):
             :class:`ImageTextClassificationOutput` with ``logits (B, 2)``, ``encoder_last_hidden_state (B, L, H)``,
             ``image_embeds (B, 2, 1+N, D)`` and ``loss`` with labels.
         """
-        images, batch = self._image_pair(pixel_values, pixel_values_0, pixel_values_1)
+        vision_config = self.config.vision_config
+        images, batch = image_pair(
+            pixel_values, pixel_values_0, pixel_values_1, lambda x, name: check_pixel_values(x, vision_config)
+        )
         check_text(input_ids, attention_mask, self.config.text_config, batch_size=batch)
         if labels is not None:
-            labels = check_class_labels(labels, NLVR_NUM_LABELS, batch, {0: "False", 1: "True"})
+            labels = check_class_labels(labels, NLVR_NUM_LABELS, batch, NLVR_ID2LABEL)
 
         image_embeds = self.visual_encoder(images)
-        image0_embeds, image1_embeds = image_embeds[:batch], image_embeds[batch:]
-        # Every image token is valid (LAVIS passes all-ones masks), so no cross-attention mask is needed.
-        encoder = self.text_encoder(
-            input_ids=with_first_token(input_ids, self.config.text_config.enc_token_id, "enc_token_id"),
-            attention_mask=attention_mask,
-            encoder_hidden_states=[image0_embeds, image1_embeds],
-            mode="multimodal",
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+        encoder, logits = classify(
+            self.text_encoder,
+            self.cls_head,
+            with_first_token(input_ids, self.config.text_config.enc_token_id, "enc_token_id"),
+            attention_mask,
+            [image_embeds[:batch], image_embeds[batch:]],
+            output_attentions,
+            output_hidden_states,
         )
-        hidden = encoder.last_hidden_state
-        logits = self.cls_head(hidden[:, 0])
         loss = F.cross_entropy(logits, labels) if labels is not None else None
-        return ImageTextClassificationOutput(
-            loss=loss,
-            logits=logits,
-            encoder_last_hidden_state=hidden,
-            image_embeds=image_embeds.view(2, batch, *image_embeds.shape[1:]).transpose(0, 1),
-            hidden_states=encoder.hidden_states,
-            attentions=encoder.attentions,
-            cross_attentions=encoder.cross_attentions,
-        )
+        return classification_output(encoder, logits, pair_image_embeds(image_embeds, batch), loss)
 
 
-class BlipForImageTextClassification(BlipMomentumMixin, BlipPreTrainedModel):
+class BlipForImageTextClassification(ClassifierMomentumMixin, BlipPreTrainedModel):
     """BLIP image-text classification, e.g. SNLI-VE visual entailment (LAVIS ``BlipClassification``).
 
     The image-grounded text encoder reads the ViT tokens; ``cls_head`` maps its position-0 state (``[ENC]``) to
@@ -377,12 +273,6 @@ class BlipForImageTextClassification(BlipMomentumMixin, BlipPreTrainedModel):
     published no BLIP checkpoint of this head.)
     """
 
-    _momentum_names: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("visual_encoder", "visual_encoder_m"),
-        ("text_encoder", "text_encoder_m"),
-        ("cls_head", "cls_head_m"),
-    )
-
     def __init__(self, config: BlipConfig) -> None:
         super().__init__(config)
         if config.num_labels < 2:
@@ -390,19 +280,9 @@ class BlipForImageTextClassification(BlipMomentumMixin, BlipPreTrainedModel):
                 f"BlipForImageTextClassification needs at least 2 classes, got num_labels={config.num_labels}; "
                 "set BlipConfig(num_labels=...) or id2label (SNLI-VE: 3)"
             )
-        self.visual_encoder = self.build_vision_encoder(config)
-        self.text_encoder = self.build_text_encoder(config)
-        self.cls_head = build_classifier_head(config, config.num_labels)
-        if config.use_distill:
-            self.visual_encoder_m = self.build_vision_encoder(config)
-            self.text_encoder_m = self.build_text_encoder(config)
-            self.cls_head_m = build_classifier_head(config, config.num_labels)
+        self._build_towers(config.num_labels)
         self.post_init()
         self.copy_params()
-
-    def momentum_names(self) -> tuple[tuple[str, str], ...]:
-        """``(online, momentum)`` submodule names; empty without ``config.use_distill``."""
-        return self._momentum_names if self.config.use_distill else ()
 
     def forward(
         self,
@@ -444,33 +324,21 @@ class BlipForImageTextClassification(BlipMomentumMixin, BlipPreTrainedModel):
             raise ValueError(f"alpha={alpha} is out of range; the distillation weight must be in [0, 1]")
 
         image_embeds = self.visual_encoder(pixel_values)
-        encoder = self.text_encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=image_embeds,
-            mode="multimodal",
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+        encoder, logits = classify(
+            self.text_encoder,
+            self.cls_head,
+            input_ids,
+            attention_mask,
+            image_embeds,
+            output_attentions,
+            output_hidden_states,
         )
-        hidden = encoder.last_hidden_state
-        logits = self.cls_head(hidden[:, 0])
-
         loss = logits_m = None
         if labels is not None:
-            loss = F.cross_entropy(logits, labels)
-            if self.config.use_distill and self.training:
-                logits_m = self._momentum_logits(pixel_values, input_ids, attention_mask)
-                loss = (1 - alpha) * loss + alpha * soft_cross_entropy(logits, F.softmax(logits_m, dim=1))
-        return ImageTextClassificationOutput(
-            loss=loss,
-            logits=logits,
-            logits_m=logits_m,
-            encoder_last_hidden_state=hidden,
-            image_embeds=image_embeds,
-            hidden_states=encoder.hidden_states,
-            attentions=encoder.attentions,
-            cross_attentions=encoder.cross_attentions,
-        )
+            loss, logits_m = self._loss(
+                logits, labels, alpha, lambda: self._momentum_logits(pixel_values, input_ids, attention_mask)
+            )
+        return classification_output(encoder, logits, image_embeds, loss, logits_m)
 
     @torch.no_grad()
     def _momentum_logits(
@@ -479,10 +347,4 @@ class BlipForImageTextClassification(BlipMomentumMixin, BlipPreTrainedModel):
         """EMA step, then the momentum model's logits ``(B, num_labels)`` (LAVIS order: update first)."""
         self.momentum_update()
         image_embeds_m = self.visual_encoder_m(pixel_values)
-        hidden_m = self.text_encoder_m(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=image_embeds_m,
-            mode="multimodal",
-        ).last_hidden_state
-        return self.cls_head_m(hidden_m[:, 0])
+        return classify(self.text_encoder_m, self.cls_head_m, input_ids, attention_mask, image_embeds_m)[1]
