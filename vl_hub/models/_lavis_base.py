@@ -21,9 +21,28 @@ from vl_hub.layers.vit import VisionTransformer
 from vl_hub.modeling_utils import VlHubPreTrainedModel
 from vl_hub.models._inputs import check_pixel_values
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
-from vl_hub.models._momentum import MomentumMixin, init_contrastive_state_
+from vl_hub.losses import dequeue_and_enqueue_, image_text_contrastive_loss
+from vl_hub.losses.contrastive import ContrastiveOutput
+from vl_hub.models._momentum import MomentumMixin, concat_all_gather, init_contrastive_state_
 
-__all__ = ["ContrastiveRetrievalHead", "LavisPreTrainedModel"]
+__all__ = ["ContrastiveRetrievalHead", "LavisPreTrainedModel", "encode_vision"]
+
+
+def encode_vision(
+    visual_encoder: VisionTransformer, vision_proj: nn.Linear, pixel_values: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, 3, H, W)`` or ``(B, T, 3, H, W)`` (already checked) -> ``(tokens (B, T*(1+N), D), feat (B, E))``.
+
+    ``feat`` is the normalised projected CLS token; for video the frames' projected CLS tokens are averaged before
+    normalising (BLIP's video retrieval).
+    """
+    if pixel_values.dim() == 5:
+        batch, frames = pixel_values.shape[:2]
+        tokens = visual_encoder(pixel_values.flatten(0, 1))  # (B*T, 1+N, D)
+        feat = vision_proj(tokens[:, 0]).view(batch, frames, -1).mean(dim=1)
+        return tokens.reshape(batch, frames * tokens.shape[1], tokens.shape[2]), F.normalize(feat, dim=-1)
+    tokens = visual_encoder(pixel_values)
+    return tokens, F.normalize(vision_proj(tokens[:, 0]), dim=-1)
 
 
 class LavisPreTrainedModel(VlHubPreTrainedModel):
@@ -149,3 +168,63 @@ class ContrastiveRetrievalHead(MomentumMixin):
     def reset_queue_ptr(self) -> None:
         """Restarts writing the queues at column 0 (LAVIS does this after loading a checkpoint)."""
         self.queue_ptr.zero_()
+
+    @staticmethod
+    def _pair_ids(idx: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
+        """``idx`` as a ``(B,)`` long tensor on ``device`` (``None`` stays ``None``), or an error naming its shape."""
+        if idx is None:
+            return None
+        idx = idx.reshape(-1).to(device=device, dtype=torch.long)
+        if idx.numel() != batch:
+            raise ValueError(f"idx must hold one image id per pair ({batch}); got shape {tuple(idx.shape)}")
+        return idx
+
+    def _momentum_itc(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_feat: torch.Tensor,
+        text_feat: torch.Tensor,
+        idx: torch.Tensor | None,
+        alpha: float,
+    ) -> ContrastiveOutput:
+        """The ITC half of a LAVIS retrieval training step: momentum update (training mode), momentum features of the
+        batch, ITC against the momentum features and queues with distillation weight ``alpha``, then (training mode)
+        the gathered momentum features and ids enqueued.
+
+        Args:
+            pixel_values: ``(B, 3, H, W)`` (or ``(B, T, 3, H, W)``) images, already checked.
+            input_ids, attention_mask: ``(B, L)`` texts.
+            image_feat, text_feat: ``(B, E)`` the online normalised features.
+            idx: ``(B,)`` image ids or ``None`` (the diagonal pairs are the positives).
+            alpha: distillation weight.
+        """
+        with torch.no_grad():
+            if self.training:
+                self.momentum_update()
+            _, image_feat_m = encode_vision(self.visual_encoder_m, self.vision_proj_m, pixel_values)
+            text_states_m = self.text_encoder_m(input_ids=input_ids, attention_mask=attention_mask, mode="text")
+            text_feat_m = F.normalize(self.text_proj_m(text_states_m.last_hidden_state[:, 0]), dim=-1)
+        use_queue = self.config.queue_size > 0
+        itc = image_text_contrastive_loss(
+            image_feat,
+            text_feat,
+            self.temp,
+            image_feat_m=image_feat_m,
+            text_feat_m=text_feat_m,
+            image_queue=self.image_queue if use_queue else None,
+            text_queue=self.text_queue if use_queue else None,
+            idx=idx,
+            idx_queue=self.idx_queue if use_queue and idx is not None else None,
+            alpha=alpha,
+        )
+        if use_queue and self.training:
+            batch = image_feat.shape[0]
+            ids = idx if idx is not None else torch.full((batch,), -100, dtype=torch.long, device=input_ids.device)
+            dequeue_and_enqueue_(
+                (self.image_queue, self.text_queue, self.idx_queue),
+                (concat_all_gather(image_feat_m), concat_all_gather(text_feat_m), concat_all_gather(ids)),
+                self.queue_ptr,
+            )
+        return itc

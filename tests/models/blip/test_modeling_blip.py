@@ -278,11 +278,11 @@ def test_momentum_update_follows_ema_and_queue_advances() -> None:
     assert out.loss.requires_grad
     # queue: the momentum features of the batch at columns [0, 4), ids alongside, pointer at 4
     assert model.queue_ptr.item() == 4
-    from vl_hub.models.blip.modeling_blip import _encode_images
+    from vl_hub.models._lavis_base import encode_vision
 
     with torch.no_grad():
         model.eval()  # the momentum text encoder has no dropout in this config anyway
-        _, image_feat_m = _encode_images(model.visual_encoder_m, model.vision_proj_m, batch["pixel_values"])
+        _, image_feat_m = encode_vision(model.visual_encoder_m, model.vision_proj_m, batch["pixel_values"])
     torch.testing.assert_close(model.image_queue[:, :4], image_feat_m.t(), atol=1e-6, rtol=0)
     assert torch.equal(model.idx_queue[0, :4], batch["idx"])
     model.train()

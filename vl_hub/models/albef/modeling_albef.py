@@ -29,8 +29,6 @@ from vl_hub.layers.med import MedModel
 from vl_hub.layers.vit import VisionTransformer
 from vl_hub.losses import (
     clamp_temperature_,
-    dequeue_and_enqueue_,
-    image_text_contrastive_loss,
     itm_labels,
     itm_loss,
     sample_hard_negatives,
@@ -45,7 +43,6 @@ from vl_hub.models._features import ImageTextFeaturesMixin
 from vl_hub.models._inputs import check_choice, check_pixel_values, check_text
 from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
-from vl_hub.models._momentum import concat_all_gather
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.retrieval_scoring import itc_similarity, length_bucketed_scorer, rerank_top_k
 
@@ -415,43 +412,14 @@ class AlbefForImageTextRetrieval(ContrastiveRetrievalHead, _AlbefEncodersMixin, 
         batch = pixel_values.shape[0]
         check_text(input_ids, attention_mask, self.config.text_config, batch_size=batch)
         attention_mask = _ones_mask(input_ids, attention_mask)
-        if idx is not None:
-            idx = idx.reshape(-1).to(device=input_ids.device, dtype=torch.long)
-            if idx.numel() != batch:
-                raise ValueError(f"idx must hold one image id per pair ({batch}); got shape {tuple(idx.shape)}")
+        idx = self._pair_ids(idx, batch, input_ids.device)
         alpha = _distill_weight(self.config, alpha)
         if self.training:
             clamp_temperature_(self.temp)
 
         image_embeds, image_feat = self.encode_images(pixel_values)
         text_embeds, text_feat = self.encode_texts(input_ids, attention_mask)
-        with torch.no_grad():
-            if self.training:
-                self.momentum_update()
-            image_feat_m = F.normalize(self.vision_proj_m(self.visual_encoder_m(pixel_values)[:, 0]), dim=-1)
-            text_states_m = self.text_encoder_m(input_ids=input_ids, attention_mask=attention_mask, mode="text")
-            text_feat_m = F.normalize(self.text_proj_m(text_states_m.last_hidden_state[:, 0]), dim=-1)
-
-        use_queue = self.config.queue_size > 0
-        itc = image_text_contrastive_loss(
-            image_feat,
-            text_feat,
-            self.temp,
-            image_feat_m=image_feat_m,
-            text_feat_m=text_feat_m,
-            image_queue=self.image_queue if use_queue else None,
-            text_queue=self.text_queue if use_queue else None,
-            idx=idx,
-            idx_queue=self.idx_queue if use_queue and idx is not None else None,
-            alpha=alpha,
-        )
-        if use_queue and self.training:
-            ids = idx if idx is not None else torch.full((batch,), -100, dtype=torch.long, device=input_ids.device)
-            dequeue_and_enqueue_(
-                (self.image_queue, self.text_queue, self.idx_queue),
-                (concat_all_gather(image_feat_m), concat_all_gather(text_feat_m), concat_all_gather(ids)),
-                self.queue_ptr,
-            )
+        itc = self._momentum_itc(pixel_values, input_ids, attention_mask, image_feat, text_feat, idx, alpha)
 
         # ITM on the text states through the fusion layers: positives, (text b, hard negative image),
         # (hard negative text, image b) -- one pass. Negatives come from the ITC logits against the batch keys.

@@ -33,9 +33,7 @@ from vl_hub.layers.vit import VisionTransformer
 from vl_hub.losses import (
     HardNegatives,
     clamp_temperature_,
-    dequeue_and_enqueue_,
     hard_negative_weights,
-    image_text_contrastive_loss,
     itm_labels,
     itm_loss,
     sample_hard_negatives,
@@ -47,7 +45,7 @@ from vl_hub.modeling_outputs import (
     RetrievalScores,
 )
 from vl_hub.models._features import ImageTextFeaturesMixin
-from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel
+from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel, encode_vision
 from vl_hub.models._momentum import all_gather_with_grad, concat_all_gather
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.convert_blip_checkpoint import TRAINING_STATE_PATTERNS
@@ -84,23 +82,6 @@ class BlipPreTrainedModel(LavisPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------- shared encoding
-def _encode_images(
-    visual_encoder: VisionTransformer, vision_proj: nn.Linear, pixel_values: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, 3, H, W)`` or ``(B, T, 3, H, W)`` (already checked) -> ``(tokens (B, T*(1+N), D), feat (B, E))``.
-
-    ``feat`` is the normalised projected CLS token; for video the frames' projected CLS tokens are averaged before
-    normalising (BLIP's video retrieval).
-    """
-    if pixel_values.dim() == 5:
-        batch, frames = pixel_values.shape[:2]
-        tokens = visual_encoder(pixel_values.flatten(0, 1))  # (B*T, 1+N, D)
-        feat = vision_proj(tokens[:, 0]).view(batch, frames, -1).mean(dim=1)
-        return tokens.reshape(batch, frames * tokens.shape[1], tokens.shape[2]), F.normalize(feat, dim=-1)
-    tokens = visual_encoder(pixel_values)
-    return tokens, F.normalize(vision_proj(tokens[:, 0]), dim=-1)
-
-
 def _ones_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     return torch.ones_like(input_ids) if attention_mask is None else attention_mask
 
@@ -119,7 +100,7 @@ class _BlipContrastiveMixin:
         """``pixel_values (B, 3, H, W)`` or video ``(B, T, 3, H, W)`` -> ``(image_embeds (B, T*(1+N), D),
         image_feat (B, E))``: every ViT token, and the L2-normalised projected CLS feature (video: frame mean)."""
         pixel_values = check_pixel_values(pixel_values, self.config.vision_config)
-        return _encode_images(self.visual_encoder, self.vision_proj, pixel_values)
+        return encode_vision(self.visual_encoder, self.vision_proj, pixel_values)
 
     def encode_texts(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -261,10 +242,6 @@ class BlipModel(ImageTextFeaturesMixin, _BlipContrastiveMixin, BlipPreTrainedMod
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
-#: all-gather of the enqueued features (kept under this name for the BLIP heads importing it)
-_concat_all_gather = concat_all_gather
-
-
 def _all_rank_negatives(
     image_feat: torch.Tensor, text_feat: torch.Tensor, temp: torch.Tensor, idx: torch.Tensor | None
 ) -> HardNegatives:
@@ -397,10 +374,7 @@ class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin,
         batch = pixel_values.shape[0]
         check_text(input_ids, attention_mask, self.config.text_config, batch_size=batch)
         attention_mask = _ones_mask(input_ids, attention_mask)
-        if idx is not None:
-            idx = idx.reshape(-1).to(device=input_ids.device, dtype=torch.long)
-            if idx.numel() != batch:
-                raise ValueError(f"idx must hold one image id per pair ({batch}); got shape {tuple(idx.shape)}")
+        idx = self._pair_ids(idx, batch, input_ids.device)
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         all_rank = self.config.negative_all_rank and distributed
         alpha = self.config.alpha if alpha is None else float(alpha)
@@ -408,34 +382,7 @@ class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin,
 
         image_embeds, image_feat = self.encode_images(pixel_values)
         _, text_feat = self.encode_texts(input_ids, attention_mask)
-
-        with torch.no_grad():
-            if self.training:
-                self.momentum_update()
-            _, image_feat_m = _encode_images(self.visual_encoder_m, self.vision_proj_m, pixel_values)
-            text_states_m = self.text_encoder_m(input_ids=input_ids, attention_mask=attention_mask, mode="text")
-            text_feat_m = F.normalize(self.text_proj_m(text_states_m.last_hidden_state[:, 0]), dim=-1)
-
-        use_queue = self.config.queue_size > 0
-        itc = image_text_contrastive_loss(
-            image_feat,
-            text_feat,
-            self.temp,
-            image_feat_m=image_feat_m,
-            text_feat_m=text_feat_m,
-            image_queue=self.image_queue if use_queue else None,
-            text_queue=self.text_queue if use_queue else None,
-            idx=idx,
-            idx_queue=self.idx_queue if use_queue and idx is not None else None,
-            alpha=alpha,
-        )
-        if use_queue and self.training:
-            ids = idx if idx is not None else torch.full((batch,), -100, dtype=torch.long, device=input_ids.device)
-            dequeue_and_enqueue_(
-                (self.image_queue, self.text_queue, self.idx_queue),
-                (_concat_all_gather(image_feat_m), _concat_all_gather(text_feat_m), _concat_all_gather(ids)),
-                self.queue_ptr,
-            )
+        itc = self._momentum_itc(pixel_values, input_ids, attention_mask, image_feat, text_feat, idx, alpha)
 
         # ITM: positives, then (text b, hard negative image), then (image b, hard negative text), in one pass.
         enc_ids = with_first_token(input_ids, self.config.text_config.enc_token_id, "enc_token_id")

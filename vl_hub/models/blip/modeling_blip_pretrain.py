@@ -33,14 +33,13 @@ from vl_hub.losses import (
     lm_loss,
     sample_hard_negatives,
 )
-from vl_hub.models._momentum import MomentumMixin
+from vl_hub.models._lavis_base import encode_vision
+from vl_hub.models._momentum import MomentumMixin, concat_all_gather
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.inputs import check_pixel_values, check_text, with_first_token
 from vl_hub.models.blip.modeling_blip import (
     BlipPreTrainedModel,
     _BlipContrastiveMixin,
-    _concat_all_gather,
-    _encode_images,
     _ones_mask,
 )
 
@@ -243,12 +242,12 @@ class BlipForPreTraining(BlipMomentumMixin, _BlipContrastiveMixin, BlipPreTraine
             clamp_temperature_(self.temp)
 
         # ITC
-        image_embeds, image_feat = _encode_images(self.visual_encoder, self.vision_proj, pixel_values)
+        image_embeds, image_feat = encode_vision(self.visual_encoder, self.vision_proj, pixel_values)
         _, text_feat = self.encode_texts(input_ids, attention_mask)
         with torch.no_grad():
             if self.training:
                 self.momentum_update()
-            _, image_feat_m = _encode_images(self.visual_encoder_m, self.vision_proj_m, pixel_values)
+            _, image_feat_m = encode_vision(self.visual_encoder_m, self.vision_proj_m, pixel_values)
             text_states_m = self.text_encoder_m(input_ids=input_ids, attention_mask=attention_mask, mode="text")
             text_feat_m = F.normalize(self.text_proj_m(text_states_m.last_hidden_state[:, 0]), dim=-1)
         use_queue = self.config.queue_size > 0
@@ -265,7 +264,7 @@ class BlipForPreTraining(BlipMomentumMixin, _BlipContrastiveMixin, BlipPreTraine
         if use_queue and self.training:
             dequeue_and_enqueue_(
                 (self.image_queue, self.text_queue),
-                (_concat_all_gather(image_feat_m), _concat_all_gather(text_feat_m)),
+                (concat_all_gather(image_feat_m), concat_all_gather(text_feat_m)),
                 self.queue_ptr,
             )
 
