@@ -29,6 +29,7 @@ reproducible and workers different.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 
@@ -170,15 +171,16 @@ def _as_rgb(image: ImageSource) -> Image.Image:
     return load_image(image)
 
 
-class _Transform:
+class _Transform(abc.ABC):
     """Shared call/batch logic: subclasses implement ``_pixels(image, rng) -> (3, S, S) uint8``."""
 
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
+    @abc.abstractmethod
     def _pixels(self, image: Image.Image, rng: np.random.Generator | None) -> torch.Tensor:
-        raise NotImplementedError
+        """``image`` -> ``(3, S, S)`` uint8 pixels (the subclass's resize/crop/augmentation)."""
 
     def _rng_for_call(self, rng: RngLike) -> np.random.Generator | None:
         return None

@@ -33,6 +33,7 @@ answers ``config.id2label`` and ``forward(pixel_values, input_ids, attention_mas
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 from collections import Counter
@@ -469,9 +470,9 @@ class QuestionAnsweringTask(Task):
         keys = ("question_id", "answer", "choice", "answers", "correct_choice")
         return [dict(zip(keys, record[1:], strict=True)) for record in records]
 
+    @abc.abstractmethod
     def compute_metrics(self, predictions: list[dict[str, Any]]) -> dict[str, float]:
         """Metrics of :meth:`predict`'s output (see the subclasses)."""
-        raise NotImplementedError
 
     def evaluate(
         self,
