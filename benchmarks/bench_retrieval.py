@@ -215,24 +215,24 @@ def run_blip_base(num_images: int, k: int, device: str, text_layers: int, image_
     setup = BlipBaseSetup(image_feat, text_feat, device, dtype, text_layers, image_tokens, pairs_per_call)
     print(f"blip-base: {text_layers} text layers, {image_tokens} image tokens of width 768, {dtype}, captions "
           f"mean {setup.mean_length:.1f} tokens padded to 35, pairs_per_call={pairs_per_call}, device={device}")
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    setup.ours(k)  # warm-up (kernel choice, allocator)
-    sync()
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        setup.ours(k)  # warm-up (kernel choice, allocator)
+        sync()
+    peak = _PeakMemory(cuda)
     start = time.perf_counter()
     ours = setup.ours(k)
     sync()
     ours_s = time.perf_counter() - start
-    ours_peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    ours_peak = peak.mib()
     loop_itm = CountingItm(setup.loop_itm)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    peak = _PeakMemory(cuda)
     start = time.perf_counter()
     loop_i2t, loop_t2i = per_query_loop(ours.sim, loop_itm, k)
     sync()
     loop_s = time.perf_counter() - start
-    loop_peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    loop_peak = peak.mib()
     same_mask = torch.equal(ours.score_i2t == FILL_VALUE, loop_i2t == FILL_VALUE) and torch.equal(
         ours.score_t2i == FILL_VALUE, loop_t2i == FILL_VALUE)
     max_diff = max((ours.score_i2t - loop_i2t).abs().max().item(), (ours.score_t2i - loop_t2i).abs().max().item())
@@ -245,9 +245,10 @@ def run_blip_base(num_images: int, k: int, device: str, text_layers: int, image_
                                           ("txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean")))
     if not same_mask or max_diff > (1e-4 if dtype == torch.float32 else 0.25):
         raise SystemExit("MISMATCH between vl_hub's scores and the per-query loop's")
-    print(f"{'':>16} {'seconds':>9} {'ITM calls':>10} {'ITM pairs':>10} {'peak MiB':>9}")
-    print(f"{'per-query loop':>16} {loop_s:>9.2f} {loop_itm.calls:>10} {loop_itm.pairs:>10} {loop_peak:>9.0f}")
-    print(f"{'vl_hub':>16} {ours_s:>9.2f} {'':>10} {'':>10} {ours_peak:>9.0f}")
+    memory = "GPU peak MiB" if cuda else "RSS peak MiB"  # CPU: peak resident memory above the start of the side
+    print(f"{'':>16} {'seconds':>9} {'ITM calls':>10} {'ITM pairs':>10} {memory:>13}")
+    print(f"{'per-query loop':>16} {loop_s:>9.2f} {loop_itm.calls:>10} {loop_itm.pairs:>10} {loop_peak:>13.0f}")
+    print(f"{'vl_hub':>16} {ours_s:>9.2f} {'':>10} {'':>10} {ours_peak:>13.0f}")
     print(f"speed-up: {loop_s / ours_s:.1f}x")
 
 
@@ -278,19 +279,36 @@ def _rss_kib() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
+class _PeakMemory:
+    """Peak memory from construction to :meth:`mib`: CUDA's allocator peak, or on a CPU the resident-set peak above the
+    resident set at construction (``VmHWM`` reset through ``/proc/self/clear_refs``)."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+            return
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # resets VmHWM to the current RSS
+        self.before = _rss_kib()
+
+    def mib(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**20
+        return (_hwm_kib() - self.before) / 1024
+
+
 def peak_working_mib(fn: Callable[[], object], output_bytes: int) -> float:
     """Peak resident memory while ``fn`` runs, above what was resident before, minus ``output_bytes``."""
     try:  # hand memory freed by earlier runs back to the OS, so that new allocations raise the RSS again
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except OSError:
         pass
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # resets VmHWM to the current RSS
-    before = _rss_kib()
+    peak = _PeakMemory(cuda=False)
     result = fn()
-    peak = _hwm_kib()
+    working = peak.mib()
     del result
-    return (peak - before) / 1024 - output_bytes / 2**20
+    return working - output_bytes / 2**20
 
 
 def run(num_images: int, k: int, pairs_per_call: int, backend: str, latency_ms: float,
