@@ -288,6 +288,10 @@ class _PeakMemory:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
             return
+        try:  # hand memory freed by earlier runs back to the OS, so that new allocations raise the RSS again
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")  # resets VmHWM to the current RSS
         self.before = _rss_kib()
@@ -300,10 +304,6 @@ class _PeakMemory:
 
 def peak_working_mib(fn: Callable[[], object], output_bytes: int) -> float:
     """Peak resident memory while ``fn`` runs, above what was resident before, minus ``output_bytes``."""
-    try:  # hand memory freed by earlier runs back to the OS, so that new allocations raise the RSS again
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
     peak = _PeakMemory(cuda=False)
     result = fn()
     working = peak.mib()

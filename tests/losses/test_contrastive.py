@@ -17,6 +17,7 @@ from vl_hub.losses.contrastive import (
     contrastive_targets,
     dequeue_and_enqueue_,
     distill_alpha,
+    distill_weight,
     enqueue_,
     image_text_contrastive_loss,
     momentum_update_,
@@ -265,6 +266,18 @@ def test_clamp_temperature() -> None:
     clamp_temperature_(temp)
     assert temp.item() == pytest.approx(0.001)
     assert temp.grad is None and temp.requires_grad
+
+
+def test_distill_weight_default_override_off_and_range() -> None:
+    assert distill_weight(None, 0.4) == 0.4
+    assert distill_weight(0.25, 0.4) == 0.25
+    assert distill_weight(1, 0.4) == 1.0
+    assert distill_weight(0.3, 0.4, use_distill=False) == 0.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=rf"alpha={bad} is out of range.*\[0, 1\]"):
+            distill_weight(bad, 0.4)
+    with pytest.raises(ValueError, match="alpha=2.0"):
+        distill_weight(None, 2.0)  # a bad default is caught too
 
 
 def test_distill_alpha_ramp() -> None:

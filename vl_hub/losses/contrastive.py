@@ -345,6 +345,18 @@ def distill_alpha(alpha: float, epoch: int, iters: int, num_iters_per_epoch: int
     return alpha * min(1.0, (epoch * num_iters_per_epoch + iters) / (2 * num_iters_per_epoch))
 
 
+def distill_weight(alpha: float | None, default: float, use_distill: bool = True) -> float:
+    """This step's momentum-distillation weight: ``alpha`` (``None``: ``default``, the config's), 0 without distillation.
+
+    Raises:
+        ValueError: ``alpha`` outside ``[0, 1]``.
+    """
+    alpha = default if alpha is None else float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha={alpha} is out of range; the distillation weight must be in [0, 1]")
+    return alpha if use_distill else 0.0
+
+
 def momentum_update_(
     params: Iterable[torch.Tensor], params_m: Iterable[torch.Tensor], momentum: float
 ) -> None:

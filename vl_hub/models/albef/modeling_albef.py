@@ -29,6 +29,7 @@ from vl_hub.layers.med import MedModel
 from vl_hub.layers.vit import VisionTransformer
 from vl_hub.losses import (
     clamp_temperature_,
+    distill_weight,
     itm_labels,
     itm_loss,
     sample_hard_negatives,
@@ -413,7 +414,7 @@ class AlbefForImageTextRetrieval(ContrastiveRetrievalHead, _AlbefEncodersMixin, 
         check_text(input_ids, attention_mask, self.config.text_config, batch_size=batch)
         attention_mask = _ones_mask(input_ids, attention_mask)
         idx = self._pair_ids(idx, batch, input_ids.device)
-        alpha = _distill_weight(self.config, alpha)
+        alpha = distill_weight(alpha, self.config.alpha, self.config.use_distill)
         if self.training:
             clamp_temperature_(self.temp)
 
@@ -562,11 +563,3 @@ class AlbefForImageTextRetrieval(ContrastiveRetrievalHead, _AlbefEncodersMixin, 
             pairs_per_call=pairs_per_call,
             text_embeds=torch.cat([e for e, _ in texts]),
         )
-
-
-def _distill_weight(config: AlbefConfig, alpha: float | None) -> float:
-    """This step's distillation weight: ``alpha`` (default ``config.alpha``) with ``config.use_distill``, else 0."""
-    alpha = config.alpha if alpha is None else float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha={alpha} is out of range; the distillation weight must be in [0, 1]")
-    return alpha if config.use_distill else 0.0

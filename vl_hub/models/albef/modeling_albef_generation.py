@@ -27,7 +27,7 @@ from transformers.cache_utils import Cache
 from transformers.utils import ModelOutput
 
 from vl_hub.layers.med import MedLMHeadModel
-from vl_hub.losses import lm_loss
+from vl_hub.losses import distill_weight, lm_loss
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
 from vl_hub.models._momentum import MomentumMixin
 from vl_hub.models._vqa import (
@@ -39,7 +39,6 @@ from vl_hub.models._vqa import (
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.models.albef.modeling_albef import (
     AlbefPreTrainedModel,
-    _distill_weight,
     check_images,
 )
 from vl_hub.models.blip.generation_utils import (
@@ -230,7 +229,7 @@ class AlbefForQuestionAnswering(QuestionAnsweringMixin, MomentumMixin, AlbefPreT
                 q_states, q_mask, n_answers, answer_input_ids, answer_attention_mask, output_attentions,
                 output_hidden_states,
             )
-            soft_labels, alpha = None, _distill_weight(self.config, alpha)
+            soft_labels, alpha = None, distill_weight(alpha, self.config.alpha, self.config.use_distill)
             if self.config.use_distill and self.training:
                 soft_labels = self._momentum_targets(
                     pixel_values, input_ids, attention_mask, n_answers, answer_input_ids, answer_attention_mask, mask,

@@ -24,6 +24,7 @@ from vl_hub.layers.med import (
     MedSettings,
     default_cross_attention_factory,
 )
+from vl_hub.losses import distill_weight
 from vl_hub.models._classification import (
     NLVR_ID2LABEL,
     NLVR_NUM_LABELS,
@@ -39,7 +40,6 @@ from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.models.albef.modeling_albef import (
     AlbefPreTrainedModel,
-    _distill_weight,
     check_images,
 )
 
@@ -192,7 +192,7 @@ class AlbefForNLVR(_AlbefClassifierMixin, AlbefPreTrainedModel):
         self.check_text(input_ids, attention_mask, batch_size=batch)
         if labels is not None:
             labels = check_class_labels(labels, NLVR_NUM_LABELS, batch, NLVR_ID2LABEL)
-        alpha = _distill_weight(self.config, alpha)
+        alpha = distill_weight(alpha, self.config.alpha, self.config.use_distill)
 
         image_embeds = self.visual_encoder(images)
         encoder, logits = classify(
@@ -279,7 +279,7 @@ class AlbefForVisualEntailment(_AlbefClassifierMixin, AlbefPreTrainedModel):
         self.check_text(input_ids, attention_mask, batch_size=batch)
         if labels is not None:
             labels = check_class_labels(labels, self.config.num_labels, batch, self.config.id2label)
-        alpha = _distill_weight(self.config, alpha)
+        alpha = distill_weight(alpha, self.config.alpha, self.config.use_distill)
 
         image_embeds = self.visual_encoder(pixel_values)
         encoder, logits = classify(

@@ -26,6 +26,7 @@ from vl_hub.layers.med import MedLMHeadModel, MedModel
 from vl_hub.losses import (
     clamp_temperature_,
     dequeue_and_enqueue_,
+    distill_weight,
     image_text_contrastive_loss,
     itm_labels,
     itm_loss,
@@ -38,7 +39,6 @@ from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.models.albef.modeling_albef import (
     AlbefPreTrainedModel,
     _AlbefEncodersMixin,
-    _distill_weight,
     _ones_mask,
     check_images,
 )
@@ -227,7 +227,7 @@ class AlbefForPreTraining(MomentumMixin, _AlbefEncodersMixin, AlbefPreTrainedMod
             self.check_text(masked_input_ids, attention_mask, batch_size=batch, name="masked_input_ids")
             if mlm_labels.shape != input_ids.shape:
                 raise ValueError(f"mlm_labels {tuple(mlm_labels.shape)} must have the shape of input_ids {tuple(input_ids.shape)}")
-        alpha = _distill_weight(self.config, alpha)
+        alpha = distill_weight(alpha, self.config.alpha, self.config.use_distill)
         attention_mask = _ones_mask(input_ids, attention_mask)
         if self.training:
             clamp_temperature_(self.temp)

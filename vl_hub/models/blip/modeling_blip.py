@@ -31,9 +31,10 @@ from torch import nn
 from vl_hub.layers.med import MedModel
 from vl_hub.layers.vit import VisionTransformer
 from vl_hub.losses import (
-    HardNegatives,
     clamp_temperature_,
+    distill_weight,
     hard_negative_weights,
+    HardNegatives,
     itm_labels,
     itm_loss,
     sample_hard_negatives,
@@ -377,7 +378,7 @@ class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin,
         idx = self._pair_ids(idx, batch, input_ids.device)
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         all_rank = self.config.negative_all_rank and distributed
-        alpha = self.config.alpha if alpha is None else float(alpha)
+        alpha = distill_weight(alpha, self.config.alpha)
         clamp_temperature_(self.temp)
 
         image_embeds, image_feat = self.encode_images(pixel_values)

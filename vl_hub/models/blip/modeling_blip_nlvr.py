@@ -23,6 +23,7 @@ from vl_hub.layers.med import (
     MedAttentionProjections,
     MedSettings,
 )
+from vl_hub.losses import distill_weight
 from vl_hub.models._classification import (
     NLVR_ID2LABEL,
     NLVR_NUM_LABELS,
@@ -319,9 +320,7 @@ class BlipForImageTextClassification(ClassifierMomentumMixin, BlipPreTrainedMode
         if labels is not None:
             labels = check_class_labels(labels, self.config.num_labels, batch, self.config.id2label)
         input_ids = with_first_token(input_ids, self.config.text_config.enc_token_id, "enc_token_id")
-        alpha = self.config.alpha if alpha is None else float(alpha)
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha={alpha} is out of range; the distillation weight must be in [0, 1]")
+        alpha = distill_weight(alpha, self.config.alpha)
 
         image_embeds = self.visual_encoder(pixel_values)
         encoder, logits = classify(

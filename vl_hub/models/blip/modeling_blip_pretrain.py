@@ -27,6 +27,7 @@ from vl_hub.layers.med import MedLMHeadModel, MedModel
 from vl_hub.losses import (
     clamp_temperature_,
     dequeue_and_enqueue_,
+    distill_weight,
     image_text_contrastive_loss,
     itm_labels,
     itm_loss,
@@ -234,9 +235,7 @@ class BlipForPreTraining(BlipMomentumMixin, _BlipContrastiveMixin, BlipPreTraine
             raise ValueError(
                 f"BlipForPreTraining needs at least 2 pairs per batch (ITM draws its negatives from the batch), got {batch}"
             )
-        alpha = self.config.alpha if alpha is None else float(alpha)
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha={alpha} is out of range; the distillation weight must be in [0, 1]")
+        alpha = distill_weight(alpha, self.config.alpha)
         attention_mask = _ones_mask(input_ids, attention_mask)
         if self.training:
             clamp_temperature_(self.temp)
