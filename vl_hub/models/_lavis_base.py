@@ -45,6 +45,73 @@ def encode_vision(
     return tokens, F.normalize(vision_proj(tokens[:, 0]), dim=-1)
 
 
+def momentum_itc(
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    image_feat: torch.Tensor,
+    text_feat: torch.Tensor,
+    alpha: float,
+    idx: torch.Tensor | None = None,
+    momentum_text_encoder: nn.Module | None = None,
+) -> tuple[ContrastiveOutput, torch.Tensor]:
+    """The momentum-distilled ITC of a LAVIS training step (retrieval and pre-training heads): momentum update
+    (training mode), the batch's momentum features, ITC against them and the queues with distillation weight
+    ``alpha``, then (training mode) the gathered momentum features enqueued (with the ids when ``model`` keeps an
+    ``idx_queue``; ``-100`` for pairs without one).
+
+    Args:
+        model: a :class:`~vl_hub.models._momentum.MomentumMixin` with ``visual_encoder_m``, ``vision_proj_m``,
+            ``text_encoder_m``, ``text_proj_m``, ``temp``, ``image_queue`` / ``text_queue`` ``(E, Q)``,
+            ``queue_ptr`` and ``config.queue_size`` (and optionally ``idx_queue`` ``(1, Q)``).
+        pixel_values: ``(B, 3, H, W)`` (or ``(B, T, 3, H, W)``) images, already checked.
+        input_ids, attention_mask: ``(B, L)`` texts.
+        image_feat, text_feat: ``(B, E)`` the online normalised features.
+        alpha: distillation weight.
+        idx: ``(B,)`` image ids (pairs with equal ids are positives; needs ``model.idx_queue``) or ``None`` (the
+            diagonal pairs are the positives).
+        momentum_text_encoder: the momentum text tower to run in ``mode="text"`` (default ``model.text_encoder_m``;
+            ALBEF pre-training passes its masked-LM model's ``bert``).
+
+    Returns:
+        ``(itc, image_embeds_m)``: the ITC output and the momentum image tokens ``(B, T*(1+N), D)`` (no gradient), for
+        later distillation (ALBEF's masked LM).
+    """
+    idx_queue: torch.Tensor | None = getattr(model, "idx_queue", None)
+    if idx is not None and idx_queue is None:
+        raise ValueError(f"{type(model).__name__} keeps no idx_queue, so ITC cannot take image ids (idx); pass idx=None")
+    text_encoder_m = model.text_encoder_m if momentum_text_encoder is None else momentum_text_encoder
+    with torch.no_grad():
+        if model.training:
+            model.momentum_update()
+        image_embeds_m, image_feat_m = encode_vision(model.visual_encoder_m, model.vision_proj_m, pixel_values)
+        text_states_m = text_encoder_m(input_ids=input_ids, attention_mask=attention_mask, mode="text")
+        text_feat_m = F.normalize(model.text_proj_m(text_states_m.last_hidden_state[:, 0]), dim=-1)
+    use_queue = model.config.queue_size > 0
+    itc = image_text_contrastive_loss(
+        image_feat,
+        text_feat,
+        model.temp,
+        image_feat_m=image_feat_m,
+        text_feat_m=text_feat_m,
+        image_queue=model.image_queue if use_queue else None,
+        text_queue=model.text_queue if use_queue else None,
+        idx=idx,
+        idx_queue=idx_queue if use_queue and idx is not None else None,
+        alpha=alpha,
+    )
+    if use_queue and model.training:
+        queues, values = [model.image_queue, model.text_queue], [image_feat_m, text_feat_m]
+        if idx_queue is not None:
+            batch = image_feat.shape[0]
+            ids = idx if idx is not None else torch.full((batch,), -100, dtype=torch.long, device=input_ids.device)
+            queues.append(idx_queue)
+            values.append(ids)
+        dequeue_and_enqueue_(tuple(queues), tuple(concat_all_gather(v) for v in values), model.queue_ptr)
+    return itc, image_embeds_m
+
+
 class LavisPreTrainedModel(VlHubPreTrainedModel):
     """Weight init and tower builders of a ViT + MED head; ``config`` needs ``vision_config`` (with ``vit_kwargs()``
     and ``initializer_range``), ``text_config`` (with ``to_med_settings()``), ``initializer_range`` and ``temp``.
@@ -189,42 +256,5 @@ class ContrastiveRetrievalHead(MomentumMixin):
         idx: torch.Tensor | None,
         alpha: float,
     ) -> ContrastiveOutput:
-        """The ITC half of a LAVIS retrieval training step: momentum update (training mode), momentum features of the
-        batch, ITC against the momentum features and queues with distillation weight ``alpha``, then (training mode)
-        the gathered momentum features and ids enqueued.
-
-        Args:
-            pixel_values: ``(B, 3, H, W)`` (or ``(B, T, 3, H, W)``) images, already checked.
-            input_ids, attention_mask: ``(B, L)`` texts.
-            image_feat, text_feat: ``(B, E)`` the online normalised features.
-            idx: ``(B,)`` image ids or ``None`` (the diagonal pairs are the positives).
-            alpha: distillation weight.
-        """
-        with torch.no_grad():
-            if self.training:
-                self.momentum_update()
-            _, image_feat_m = encode_vision(self.visual_encoder_m, self.vision_proj_m, pixel_values)
-            text_states_m = self.text_encoder_m(input_ids=input_ids, attention_mask=attention_mask, mode="text")
-            text_feat_m = F.normalize(self.text_proj_m(text_states_m.last_hidden_state[:, 0]), dim=-1)
-        use_queue = self.config.queue_size > 0
-        itc = image_text_contrastive_loss(
-            image_feat,
-            text_feat,
-            self.temp,
-            image_feat_m=image_feat_m,
-            text_feat_m=text_feat_m,
-            image_queue=self.image_queue if use_queue else None,
-            text_queue=self.text_queue if use_queue else None,
-            idx=idx,
-            idx_queue=self.idx_queue if use_queue and idx is not None else None,
-            alpha=alpha,
-        )
-        if use_queue and self.training:
-            batch = image_feat.shape[0]
-            ids = idx if idx is not None else torch.full((batch,), -100, dtype=torch.long, device=input_ids.device)
-            dequeue_and_enqueue_(
-                (self.image_queue, self.text_queue, self.idx_queue),
-                (concat_all_gather(image_feat_m), concat_all_gather(text_feat_m), concat_all_gather(ids)),
-                self.queue_ptr,
-            )
-        return itc
+        """The ITC half of a LAVIS retrieval training step (:func:`momentum_itc` on this head's momentum towers)."""
+        return momentum_itc(self, pixel_values, input_ids, attention_mask, image_feat, text_feat, alpha, idx=idx)[0]

@@ -317,3 +317,18 @@ def test_bad_inputs_raise_clear_errors() -> None:
     assert_raises_clear(lambda: model(**three), ValueError, "queue size 8 is not a multiple of the (global) batch size 3")
     assert_raises_clear(lambda: BlipForPreTraining(tiny_blip_config(tie_word_embeddings=False)), ValueError,
                         "tie_word_embeddings=False")
+
+
+def test_momentum_itc_refuses_image_ids_without_an_idx_queue() -> None:
+    """Pre-training keeps no ``idx_queue``: the shared momentum ITC step says so instead of ignoring ``idx``."""
+    from vl_hub.models._lavis_base import momentum_itc
+
+    model = build().eval()
+    inputs = make_inputs()
+    feat = F.normalize(torch.randn(2, model.config.embed_dim), dim=-1)
+    args = (model, inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"], feat, feat, 0.4)
+    assert_raises_clear(
+        lambda: momentum_itc(*args, idx=torch.tensor([0, 1])), ValueError, "BlipForPreTraining", "idx_queue", "idx=None"
+    )
+    itc, image_embeds_m = momentum_itc(*args)
+    assert torch.isfinite(itc.loss) and image_embeds_m.shape[0] == 2

@@ -25,16 +25,15 @@ from transformers.utils import ModelOutput
 from vl_hub.layers.med import MedLMHeadModel, MedModel
 from vl_hub.losses import (
     clamp_temperature_,
-    dequeue_and_enqueue_,
     distill_weight,
-    image_text_contrastive_loss,
     itm_labels,
     itm_loss,
     mask_tokens,
     masked_lm_loss,
     sample_hard_negatives,
 )
-from vl_hub.models._momentum import MomentumMixin, concat_all_gather
+from vl_hub.models._lavis_base import momentum_itc
+from vl_hub.models._momentum import MomentumMixin
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.models.albef.modeling_albef import (
     AlbefPreTrainedModel,
@@ -235,30 +234,10 @@ class AlbefForPreTraining(MomentumMixin, _AlbefEncodersMixin, AlbefPreTrainedMod
         # ITC
         image_embeds, image_feat = self.encode_images(pixel_values)
         text_embeds, text_feat = self.encode_texts(input_ids, attention_mask)
-        with torch.no_grad():
-            if self.training:
-                self.momentum_update()
-            image_embeds_m = self.visual_encoder_m(pixel_values)
-            image_feat_m = F.normalize(self.vision_proj_m(image_embeds_m[:, 0]), dim=-1)
-            text_states_m = self.text_encoder_m.bert(input_ids=input_ids, attention_mask=attention_mask, mode="text")
-            text_feat_m = F.normalize(self.text_proj_m(text_states_m.last_hidden_state[:, 0]), dim=-1)
-        use_queue = self.config.queue_size > 0
-        itc = image_text_contrastive_loss(
-            image_feat,
-            text_feat,
-            self.temp,
-            image_feat_m=image_feat_m,
-            text_feat_m=text_feat_m,
-            image_queue=self.image_queue if use_queue else None,
-            text_queue=self.text_queue if use_queue else None,
-            alpha=alpha,
+        itc, image_embeds_m = momentum_itc(
+            self, pixel_values, input_ids, attention_mask, image_feat, text_feat, alpha,
+            momentum_text_encoder=self.text_encoder_m.bert,
         )
-        if use_queue and self.training:
-            dequeue_and_enqueue_(
-                (self.image_queue, self.text_queue),
-                (concat_all_gather(image_feat_m), concat_all_gather(text_feat_m)),
-                self.queue_ptr,
-            )
 
         # ITM: the fusion layers on the text states, positives then the two kinds of hard negatives, in one pass
         negatives = sample_hard_negatives(itc.sim_i2t[:, :batch], itc.sim_t2i[:, :batch])

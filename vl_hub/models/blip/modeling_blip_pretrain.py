@@ -26,16 +26,14 @@ from transformers.utils import ModelOutput
 from vl_hub.layers.med import MedLMHeadModel, MedModel
 from vl_hub.losses import (
     clamp_temperature_,
-    dequeue_and_enqueue_,
     distill_weight,
-    image_text_contrastive_loss,
     itm_labels,
     itm_loss,
     lm_loss,
     sample_hard_negatives,
 )
-from vl_hub.models._lavis_base import encode_vision
-from vl_hub.models._momentum import MomentumMixin, concat_all_gather
+from vl_hub.models._lavis_base import encode_vision, momentum_itc
+from vl_hub.models._momentum import MomentumMixin
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.inputs import check_pixel_values, check_text, with_first_token
 from vl_hub.models.blip.modeling_blip import (
@@ -243,29 +241,7 @@ class BlipForPreTraining(BlipMomentumMixin, _BlipContrastiveMixin, BlipPreTraine
         # ITC
         image_embeds, image_feat = encode_vision(self.visual_encoder, self.vision_proj, pixel_values)
         _, text_feat = self.encode_texts(input_ids, attention_mask)
-        with torch.no_grad():
-            if self.training:
-                self.momentum_update()
-            _, image_feat_m = encode_vision(self.visual_encoder_m, self.vision_proj_m, pixel_values)
-            text_states_m = self.text_encoder_m(input_ids=input_ids, attention_mask=attention_mask, mode="text")
-            text_feat_m = F.normalize(self.text_proj_m(text_states_m.last_hidden_state[:, 0]), dim=-1)
-        use_queue = self.config.queue_size > 0
-        itc = image_text_contrastive_loss(
-            image_feat,
-            text_feat,
-            self.temp,
-            image_feat_m=image_feat_m,
-            text_feat_m=text_feat_m,
-            image_queue=self.image_queue if use_queue else None,
-            text_queue=self.text_queue if use_queue else None,
-            alpha=alpha,
-        )
-        if use_queue and self.training:
-            dequeue_and_enqueue_(
-                (self.image_queue, self.text_queue),
-                (concat_all_gather(image_feat_m), concat_all_gather(text_feat_m)),
-                self.queue_ptr,
-            )
+        itc, _ = momentum_itc(self, pixel_values, input_ids, attention_mask, image_feat, text_feat, alpha)
 
         # ITM: positives, (text b, hard negative image), (image b, hard negative text) in one pass. BLIP
         # pre-training samples from the ITC logits against the momentum keys of the batch (sim[:, :B]).
