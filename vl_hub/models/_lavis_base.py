@@ -25,7 +25,17 @@ from vl_hub.losses import dequeue_and_enqueue_, image_text_contrastive_loss
 from vl_hub.losses.contrastive import ContrastiveOutput
 from vl_hub.models._momentum import MomentumMixin, concat_all_gather, init_contrastive_state_
 
-__all__ = ["ContrastiveRetrievalHead", "LavisPreTrainedModel", "encode_vision"]
+__all__ = ["ContrastiveRetrievalHead", "LavisPreTrainedModel", "encode_vision", "momentum_itc", "vision_tokens"]
+
+
+def vision_tokens(visual_encoder: VisionTransformer, pixel_values: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` -> ViT tokens ``(B, 1+N, D)``; ``(B, T, 3, H, W)`` video frames (already checked) -> the
+    frames' tokens concatenated ``(B, T*(1+N), D)``, frame ``t``'s CLS token at ``t * (1+N)``."""
+    if pixel_values.dim() == 5:
+        batch, frames = pixel_values.shape[:2]
+        tokens = visual_encoder(pixel_values.flatten(0, 1))  # (B*T, 1+N, D)
+        return tokens.reshape(batch, frames * tokens.shape[1], tokens.shape[2])
+    return visual_encoder(pixel_values)
 
 
 def encode_vision(
@@ -36,12 +46,11 @@ def encode_vision(
     ``feat`` is the normalised projected CLS token; for video the frames' projected CLS tokens are averaged before
     normalising (BLIP's video retrieval).
     """
+    tokens = vision_tokens(visual_encoder, pixel_values)
     if pixel_values.dim() == 5:
         batch, frames = pixel_values.shape[:2]
-        tokens = visual_encoder(pixel_values.flatten(0, 1))  # (B*T, 1+N, D)
-        feat = vision_proj(tokens[:, 0]).view(batch, frames, -1).mean(dim=1)
-        return tokens.reshape(batch, frames * tokens.shape[1], tokens.shape[2]), F.normalize(feat, dim=-1)
-    tokens = visual_encoder(pixel_values)
+        cls = tokens.view(batch, frames, -1, tokens.shape[-1])[:, :, 0]  # (B, T, D)
+        return tokens, F.normalize(vision_proj(cls).mean(dim=1), dim=-1)
     return tokens, F.normalize(vision_proj(tokens[:, 0]), dim=-1)
 
 
@@ -80,7 +89,9 @@ def momentum_itc(
     """
     idx_queue: torch.Tensor | None = getattr(model, "idx_queue", None)
     if idx is not None and idx_queue is None:
-        raise ValueError(f"{type(model).__name__} keeps no idx_queue, so ITC cannot take image ids (idx); pass idx=None")
+        raise ValueError(
+            f"{type(model).__name__} keeps no idx_queue, so ITC cannot take image ids (idx); pass idx=None"
+        )
     text_encoder_m = model.text_encoder_m if momentum_text_encoder is None else momentum_text_encoder
     with torch.no_grad():
         if model.training:
@@ -191,12 +202,7 @@ class LavisPreTrainedModel(VlHubPreTrainedModel):
     def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``pixel_values (B, 3, H, W)`` -> ViT tokens ``(B, 1+N, D)``; ``(B, T, 3, H, W)`` video frames ->
         the frames' tokens concatenated ``(B, T*(1+N), D)`` (the original's zero-shot video path)."""
-        pixel_values = check_pixel_values(pixel_values, self.config.vision_config)
-        if pixel_values.dim() == 5:
-            b, t = pixel_values.shape[:2]
-            tokens = self.visual_encoder(pixel_values.flatten(0, 1))
-            return tokens.reshape(b, t * tokens.shape[1], tokens.shape[2])
-        return self.visual_encoder(pixel_values)
+        return vision_tokens(self.visual_encoder, check_pixel_values(pixel_values, self.config.vision_config))
 
 
 class ContrastiveRetrievalHead(MomentumMixin):
@@ -245,16 +251,3 @@ class ContrastiveRetrievalHead(MomentumMixin):
         if idx.numel() != batch:
             raise ValueError(f"idx must hold one image id per pair ({batch}); got shape {tuple(idx.shape)}")
         return idx
-
-    def _momentum_itc(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        image_feat: torch.Tensor,
-        text_feat: torch.Tensor,
-        idx: torch.Tensor | None,
-        alpha: float,
-    ) -> ContrastiveOutput:
-        """The ITC half of a LAVIS retrieval training step (:func:`momentum_itc` on this head's momentum towers)."""
-        return momentum_itc(self, pixel_values, input_ids, attention_mask, image_feat, text_feat, alpha, idx=idx)[0]

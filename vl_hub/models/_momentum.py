@@ -29,6 +29,7 @@ __all__ = [
     "concat_all_gather",
     "gather_local_first",
     "init_contrastive_state_",
+    "is_distributed",
 ]
 
 
@@ -115,21 +116,22 @@ def init_contrastive_state_(module: nn.Module, temp: float) -> None:
             init.constant_(buffer, value)
 
 
+def is_distributed() -> bool:
+    """Whether this process is one of several in an initialised ``torch.distributed`` group."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenates ``tensor`` over every process (no gradient); itself when not distributed."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_distributed():
         return tensor
     gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, tensor.contiguous())
     return torch.cat(gathered, dim=0)
-
-
-def _distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
@@ -156,7 +158,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
 def all_gather_with_grad(local: torch.Tensor) -> torch.Tensor:
     """``local (B, ...)`` of every process concatenated in rank order ``(P*B, ...)``, gradients flowing back to each
     owner (LAVIS ``all_gather_with_grad``); ``local`` itself in a single process. Every process needs the same ``B``."""
-    if not _distributed():
+    if not is_distributed():
         return local
     return torch.cat(_AllGatherWithGrad.apply(local), dim=0)
 
@@ -167,7 +169,7 @@ def gather_local_first(local: torch.Tensor) -> torch.Tensor:
     columns, which changes neither the softmax losses nor the in-batch block the hard negatives come from."""
     import torch.distributed as dist
 
-    if not _distributed():
+    if not is_distributed():
         return local
     gathered = _AllGatherWithGrad.apply(local)
     rank = dist.get_rank()

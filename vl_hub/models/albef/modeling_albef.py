@@ -42,7 +42,7 @@ from vl_hub.modeling_outputs import (
 )
 from vl_hub.models._features import ImageTextFeaturesMixin
 from vl_hub.models._inputs import check_choice, check_pixel_values, check_text
-from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel
+from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel, momentum_itc
 from vl_hub.models._lavis_conversion import TRAINING_STATE_PATTERNS
 from vl_hub.models.albef.configuration_albef import AlbefConfig
 from vl_hub.retrieval_scoring import itc_similarity, length_bucketed_scorer, rerank_top_k
@@ -420,7 +420,7 @@ class AlbefForImageTextRetrieval(ContrastiveRetrievalHead, _AlbefEncodersMixin, 
 
         image_embeds, image_feat = self.encode_images(pixel_values)
         text_embeds, text_feat = self.encode_texts(input_ids, attention_mask)
-        itc = self._momentum_itc(pixel_values, input_ids, attention_mask, image_feat, text_feat, idx, alpha)
+        itc, _ = momentum_itc(self, pixel_values, input_ids, attention_mask, image_feat, text_feat, alpha, idx=idx)
 
         # ITM on the text states through the fusion layers: positives, (text b, hard negative image),
         # (hard negative text, image b) -- one pass. Negatives come from the ITC logits against the batch keys.

@@ -46,8 +46,8 @@ from vl_hub.modeling_outputs import (
     RetrievalScores,
 )
 from vl_hub.models._features import ImageTextFeaturesMixin
-from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel, encode_vision
-from vl_hub.models._momentum import all_gather_with_grad, concat_all_gather
+from vl_hub.models._lavis_base import ContrastiveRetrievalHead, LavisPreTrainedModel, encode_vision, momentum_itc
+from vl_hub.models._momentum import all_gather_with_grad, concat_all_gather, is_distributed
 from vl_hub.models.blip.configuration_blip import BlipConfig
 from vl_hub.models.blip.convert_blip_checkpoint import TRAINING_STATE_PATTERNS
 from vl_hub.models.blip.inputs import (
@@ -370,20 +370,17 @@ class BlipForImageTextRetrieval(ContrastiveRetrievalHead, _BlipContrastiveMixin,
         idx: torch.Tensor | None,
         alpha: float | None,
     ) -> ImageTextRetrievalOutput:
-        import torch.distributed as dist
-
         batch = pixel_values.shape[0]
         check_text(input_ids, attention_mask, self.config.text_config, batch_size=batch)
         attention_mask = _ones_mask(input_ids, attention_mask)
         idx = self._pair_ids(idx, batch, input_ids.device)
-        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        all_rank = self.config.negative_all_rank and distributed
+        all_rank = self.config.negative_all_rank and is_distributed()
         alpha = distill_weight(alpha, self.config.alpha)
         clamp_temperature_(self.temp)
 
         image_embeds, image_feat = self.encode_images(pixel_values)
         _, text_feat = self.encode_texts(input_ids, attention_mask)
-        itc = self._momentum_itc(pixel_values, input_ids, attention_mask, image_feat, text_feat, idx, alpha)
+        itc, _ = momentum_itc(self, pixel_values, input_ids, attention_mask, image_feat, text_feat, alpha, idx=idx)
 
         # ITM: positives, then (text b, hard negative image), then (image b, hard negative text), in one pass.
         enc_ids = with_first_token(input_ids, self.config.text_config.enc_token_id, "enc_token_id")
